@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from .config import DeemoConfig
 from .modeling import MediaInputs
 
-CHAT_TEMPLATE = (files("deemo_llama") / "templates" / "chat_template.jinja").read_text()
+CHAT_TEMPLATE = (Path(__file__).parent / "templates" / "chat_template.jinja").read_text()
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 IGNORE_INDEX = -100

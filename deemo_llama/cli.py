@@ -1,0 +1,252 @@
+"""The ``deemo`` command. Each subcommand is a typed function; ``deemo --help`` lists them.
+
+    deemo models prepare            build the embedded default once (cached, checksummed)
+    deemo models create OUT ...     assemble a checkpoint from hub ids / local paths
+    deemo models info [CHECKPOINT]  show a checkpoint's configuration
+    deemo analyze CLIP [--json]     emotion + reasoning for one clip (``--sample`` for the bundled one)
+    deemo sample OUT                write a synthetic talking-face clip
+    deemo train DATA OUT            LoRA fine-tuning on instruction data (JSONL)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import DeemoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="deemo-llama: privacy-preserving multimodal emotion understanding.")
+models_app = typer.Typer(no_args_is_help=True, help="Build, create and inspect checkpoints.")
+app.add_typer(models_app, name="models")
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class VideoBackboneOpt(str, Enum):
+    mobilenet_v2 = "mobilenet_v2"
+    hf_vision = "hf_vision"
+
+
+class ProjectorOpt(str, Enum):
+    mlp = "mlp"
+    linear = "linear"
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (progress bars, deprecation notes) off the user's terminal."""
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _torch_dtype(d: DType):
+    import torch
+
+    return getattr(torch, d.value)
+
+
+# -- models ------------------------------------------------------------------------------------------
+@models_app.command("prepare")
+def models_prepare(
+    force: Annotated[bool, typer.Option(help="Rebuild every asset even if the cache is valid.")] = False,
+    verify: Annotated[bool, typer.Option(help="Re-check output checksums of cached assets.")] = True,
+) -> None:
+    """Build the embedded default (SmolLM2-135M, Whisper tiny.en, MobileNetV2) into the cache."""
+    _quiet_libraries()
+    from .assets import cache_dir, prepare_assets
+
+    paths = prepare_assets(force=force, verify=verify)
+    typer.echo(f"embedded default ready in {cache_dir()}: checkpoint {paths['checkpoint']}")
+
+
+@models_app.command("create")
+def models_create(
+    out: Annotated[Path, typer.Argument(help="Directory to write the new checkpoint to.")],
+    llm: Annotated[str, typer.Option(help="LLaMA-architecture causal LM: hub id or local directory.")],
+    audio: Annotated[Optional[str], typer.Option(help="Whisper model (encoder used): hub id or local directory.")] = None,
+    video: Annotated[Optional[str], typer.Option(help="Frame encoder weights: MobileNetV2 .pth/.safetensors, or a vision tower hub id/dir with --video-backbone hf_vision.")] = None,
+    video_backbone: Annotated[VideoBackboneOpt, typer.Option()] = VideoBackboneOpt.mobilenet_v2,
+    video_tokens: Annotated[int, typer.Option(min=1)] = 8,
+    audio_tokens: Annotated[int, typer.Option(min=1)] = 16,
+    num_frames: Annotated[int, typer.Option(min=1)] = 8,
+    projector: Annotated[ProjectorOpt, typer.Option()] = ProjectorOpt.mlp,
+    seed: int = 0,
+) -> None:
+    """Assemble a checkpoint (fresh projectors) from pretrained parts."""
+    _quiet_libraries()
+    from .build import ComponentSpec, create_model, save_checkpoint
+
+    if out.exists() and any(out.iterdir()):
+        raise DeemoError(f"{out}: exists and is not empty; choose a new directory")
+    spec = ComponentSpec(llm=llm, audio=audio, video=video, video_backbone=video_backbone.value, video_tokens=video_tokens, audio_tokens=audio_tokens, num_frames=num_frames, projector=projector.value, seed=seed)
+    model, processor = create_model(spec)
+    save_checkpoint(model, processor, out)
+    typer.echo(f"wrote {out}")
+
+
+@models_app.command("info")
+def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint directory (default: the embedded default).")] = None) -> None:
+    """Print a checkpoint's modalities, token counts, projectors and LLM size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .assets import default_checkpoint
+    from .config import DeemoConfig
+
+    ckpt = checkpoint or default_checkpoint()
+    try:
+        cfg = DeemoConfig.load(ckpt)
+    except (FileNotFoundError, ValueError) as e:
+        raise DeemoError(str(e)) from None
+    tc = cfg.text_config
+    t = Table(title=f"deemo-llama checkpoint {ckpt}")
+    t.add_column("part")
+    t.add_column("configuration")
+    t.add_row("LLM", f"{tc.get('model_type')} hidden {tc['hidden_size']}, {tc['num_hidden_layers']} layers, vocab {tc['vocab_size']}")
+    for name, m in cfg.modalities.items():
+        enc = m.encoder
+        desc = f"{enc.backbone}, {enc.num_frames} frames ({enc.sampling})" if name == "video" else f"whisper d_model {enc.feature_dim}, {enc.whisper_config.get('encoder_layers')} layers"
+        t.add_row(name, f"{desc} -> {m.projector.type} projector -> {m.num_tokens} x {m.placeholder} (id {m.placeholder_id})")
+    t.add_row("projectors trained", str(cfg.projectors_trained))
+    t.add_row("LoRA adapter", str((Path(ckpt) / "adapter").is_dir()))
+    Console().print(t)
+
+
+# -- analyze ---------------------------------------------------------------------------------------
+def _print_summary(r, console) -> None:
+    from rich.table import Table
+
+    top = sorted(r.scores.items(), key=lambda kv: -kv[1])[:3]
+    used = ", ".join(k for k, v in r.inputs_used.items() if v) or "none"
+    t = Table(show_header=False, box=None)
+    t.add_row("[bold]emotion[/]", f"[bold green]{r.label}[/]  (" + ", ".join(f"{k} {v:.2f}" for k, v in top) + ")")
+    t.add_row("mode", r.mode + ("  (projectors untrained: transcript and text cues only)" if r.mode == "zero-shot-text" else ""))
+    t.add_row("inputs used", used)
+    t.add_row("transcript", r.transcript or "(no speech)")
+    t.add_row("timings", ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items()))
+    console.print(t)
+
+
+@app.command()
+def analyze(
+    clip: Annotated[Optional[Path], typer.Argument(help="Video (mp4, mov, mkv, webm) or audio (wav, mp3, flac) file.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Analyse the bundled sample clip (generated on first use).")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A trained deemo-llama checkpoint (default: the embedded default).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    labels: Annotated[str, typer.Option(help="Comma-separated candidate emotion labels.")] = ",".join(("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")),
+    max_seconds: Annotated[float, typer.Option(min=1, help="Reject clips longer than this.")] = 600.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Length limit of the reasoning.")] = 64,
+    device: str = "cpu",
+    dtype: DType = DType.float32,
+) -> None:
+    """Recognise the person's emotion in CLIP and explain the cues."""
+    if (clip is None) == (not sample):
+        raise DeemoError("give exactly one of CLIP or --sample")
+    label_list = tuple(x.strip() for x in labels.split(",") if x.strip())
+    if len(label_list) < 2:
+        raise DeemoError(f"--labels needs at least two labels, got {labels!r}")
+    _quiet_libraries()
+    from rich.console import Console
+
+    from .analyze import Analyzer
+
+    from .assets import default_checkpoint
+    from .config import DeemoConfig
+    from .media import load_clip
+
+    clip = sample_clip_path() if sample else clip
+    try:
+        cfg = DeemoConfig.load(checkpoint or default_checkpoint())
+    except (FileNotFoundError, ValueError) as e:
+        raise DeemoError(str(e)) from None
+    # Decode first: bad input fails in a second, before any model loads.
+    venc = cfg.video.encoder if cfg.video else None
+    decoded = load_clip(clip, num_frames=venc.num_frames if venc else 8, sampling=venc.sampling if venc else "uniform", fps=venc.fps if venc else 1.0, max_seconds=max_seconds)
+    console = Console(stderr=as_json)
+    with console.status("loading models ..."):
+        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens)
+    if as_json:
+        with console.status(f"analysing {clip} ..."):
+            result = analyzer.analyze(decoded)
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    console.print(f"[bold]{clip}[/]")
+    streamed = []
+
+    def show(piece: str) -> None:
+        if not streamed:
+            console.print("[bold]reasoning[/] ", end="")
+        streamed.append(piece)
+        console.print(piece, end="", markup=False, highlight=False)
+
+    result = analyzer.analyze(decoded, on_reasoning=show)
+    console.print()
+    _print_summary(result, console)
+
+
+def sample_clip_path() -> Path:
+    """The bundled sample clip, generated into the cache on first use."""
+    from .assets import cache_dir
+    from .sample import make_sample_clip
+
+    path = cache_dir() / "samples" / "astronaut_happy.mp4"
+    if not path.is_file():
+        make_sample_clip(path)
+    return path
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Argument(help="Output file: .mp4 (video+audio) or .wav/.flac/.mp3 (audio only).")],
+    seconds: Annotated[Optional[float], typer.Option(min=0.2, help="Length (default: the length of the speech).")] = None,
+    text: Annotated[Optional[str], typer.Option(help="What the speaker says (espeak-ng).")] = None,
+    audio: Annotated[bool, typer.Option(help="Include speech.")] = True,
+    video: Annotated[bool, typer.Option(help="Include the moving face (ignored for audio-only extensions).")] = True,
+    fps: Annotated[int, typer.Option(min=1)] = 25,
+) -> None:
+    """Write a synthetic clip: scikit-image's astronaut moving across the frame, espeak-ng speech."""
+    from .sample import SAMPLE_TEXT, make_sample_clip
+
+    audio_only = out.suffix.lower() in (".wav", ".flac", ".mp3")
+    if not audio and (audio_only or not video):
+        raise DeemoError("nothing to write: both audio and video are off")
+    make_sample_clip(out, seconds=seconds, text=text or SAMPLE_TEXT, fps=fps, audio=audio, video=video and not audio_only)
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except DeemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

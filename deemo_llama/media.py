@@ -1,0 +1,205 @@
+"""Decode clips with PyAV: sampled RGB frames and 16 kHz mono audio, with clear errors for bad input.
+
+Containers: anything FFmpeg reads (mp4, mov, mkv, webm; wav, mp3, flac, ogg for audio only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .errors import MediaError
+
+SAMPLE_RATE = 16000
+# A stream that decodes to less than this share of its declared duration is reported as truncated.
+TRUNCATION_RATIO = 0.5
+
+
+@dataclass
+class Clip:
+    """A decoded clip. frames: [T, H, W, 3] uint8 at ``frame_times`` (s); audio: [S] float32 16 kHz mono."""
+
+    path: Path
+    duration: float
+    frames: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+    fps: float | None = None
+    audio: np.ndarray | None = None
+    sample_rate: int = SAMPLE_RATE
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_video(self) -> bool:
+        return self.frames is not None and len(self.frames) > 0
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None and len(self.audio) > 0
+
+    @property
+    def inputs_used(self) -> dict[str, bool]:
+        return {"video": self.has_video, "audio": self.has_audio}
+
+
+def sample_times(duration: float, num_frames: int, sampling: Literal["uniform", "fps"] = "uniform", fps: float = 1.0) -> np.ndarray:
+    """Frame timestamps to keep: ``uniform`` = segment centres; ``fps`` = every 1/fps s (at most num_frames, evenly thinned)."""
+    if sampling == "fps":
+        times = np.arange(0.5 / fps, max(duration, 1e-6), 1.0 / fps)
+        if len(times) == 0:
+            times = np.array([duration / 2])
+        if len(times) > num_frames:
+            times = times[np.linspace(0, len(times) - 1, num_frames).round().astype(int)]
+        return times
+    return (np.arange(num_frames) + 0.5) * duration / num_frames
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+
+
+def _stream_duration(stream, container) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _rotate(img: np.ndarray, degrees: int) -> np.ndarray:
+    """Undo display-matrix rotation (phone video); degrees counter-clockwise as FFmpeg reports."""
+    k = int(round(degrees / 90)) % 4
+    return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
+
+
+def _decode_video(container, stream, targets: np.ndarray | None, max_seconds: float, path: Path):
+    """Keep the first frame at or after each target time (all frames when targets is None)."""
+    import av
+
+    stream.thread_type = "AUTO"
+    kept, kept_t, last_t, n = [], [], 0.0, 0
+    next_i = 0
+    try:
+        for frame in container.decode(stream):
+            t = float(frame.time) if frame.time is not None else n / float(stream.average_rate or 25)
+            n += 1
+            last_t = max(last_t, t)
+            if t > max_seconds + 1.0:
+                raise MediaError(f"{path}: longer than the limit of {max_seconds:g} s (max_seconds)")
+            take = targets is None
+            while targets is not None and next_i < len(targets) and t + 1e-6 >= targets[next_i]:
+                take, next_i = True, next_i + 1
+            if take:
+                img = frame.to_ndarray(format="rgb24")
+                rotation = getattr(frame, "rotation", 0) or 0
+                kept.append(_rotate(img, rotation))
+                kept_t.append(t)
+    except av.error.FFmpegError as e:
+        if not kept:
+            raise MediaError(f"{path}: video stream is corrupt ({e.strerror or e})") from None
+    # Targets past the last decodable frame (rounding at the end): reuse the last frame.
+    if targets is not None and kept and next_i < len(targets):
+        kept += [kept[-1]] * (len(targets) - next_i)
+        kept_t += [kept_t[-1]] * (len(targets) - next_i)
+    return kept, kept_t, last_t, n
+
+
+def _decode_audio(container, stream, max_seconds: float, path: Path) -> np.ndarray:
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    try:
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                arr = out.to_ndarray().reshape(-1)
+                chunks.append(arr)
+                total += len(arr)
+            if total > (max_seconds + 1.0) * SAMPLE_RATE:
+                raise MediaError(f"{path}: longer than the limit of {max_seconds:g} s (max_seconds)")
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as e:
+        if not chunks:
+            raise MediaError(f"{path}: audio stream is corrupt ({e.strerror or e})") from None
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def load_clip(
+    path: str | Path,
+    num_frames: int = 8,
+    sampling: Literal["uniform", "fps"] = "uniform",
+    fps: float = 1.0,
+    max_seconds: float = 600.0,
+    video: bool = True,
+    audio: bool = True,
+) -> Clip:
+    """Decode ``path``: ``num_frames`` sampled frames and the whole audio track (16 kHz mono).
+
+    Raises MediaError (one line, names the problem) for a missing, empty, unreadable, truncated or
+    too long file, or one with neither a usable video nor audio stream.
+    """
+    import av
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise MediaError(f"{path}: not a readable media file ({reason})") from None
+    with container:
+        vstreams = [s for s in container.streams.video if s.codec_context is not None and (s.codec_context.width or 0) > 0]
+        astreams = [s for s in container.streams.audio if s.codec_context is not None and (s.codec_context.sample_rate or 0) > 0]
+        # Cover art in audio files is a single-frame "video" stream: not a video.
+        vstreams = [s for s in vstreams if not (s.disposition & av.stream.Disposition.attached_pic)] if hasattr(av.stream, "Disposition") else vstreams
+        if not vstreams and not astreams:
+            raise MediaError(f"{path}: has neither a usable video nor audio stream")
+        durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
+        declared = max(durations) if durations else None
+        if declared is not None and declared > max_seconds:
+            raise MediaError(f"{path}: clip is {declared:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
+        clip = Clip(path=path, duration=declared or 0.0)
+        if video and vstreams:
+            vs = vstreams[0]
+            vd = _stream_duration(vs, container)
+            targets = sample_times(vd, num_frames, sampling, fps) if vd else None
+            kept, kept_t, last_t, n = _decode_video(container, vs, targets, max_seconds, path)
+            if n == 0 or not kept:
+                clip.notes.append("video stream has no decodable frames")
+            else:
+                if targets is None:  # unknown duration: we decoded all frames, sample now
+                    vd = last_t + 1.0 / float(vs.average_rate or 25)
+                    idx = [min(int(np.searchsorted(kept_t, t)), len(kept) - 1) for t in sample_times(vd, num_frames, sampling, fps)]
+                    kept, kept_t = [kept[i] for i in idx], [kept_t[i] for i in idx]
+                elif vd and n > 1 and last_t < TRUNCATION_RATIO * vd:
+                    raise MediaError(f"{path}: video is truncated (decoded {last_t:.1f} s of {vd:.1f} s)")
+                clip.frames = np.stack(kept)
+                clip.frame_times = np.asarray(kept_t, dtype=np.float64)
+                clip.fps = float(vs.average_rate) if vs.average_rate else None
+                clip.duration = max(clip.duration, vd or 0.0)
+        if audio and astreams:
+            container.seek(0)
+            wave = _decode_audio(container, astreams[0], max_seconds, path)
+            ad = _stream_duration(astreams[0], container)
+            if len(wave) == 0:
+                clip.notes.append("audio stream has no decodable samples")
+            else:
+                got = len(wave) / SAMPLE_RATE
+                if ad and ad > 1.0 and got < TRUNCATION_RATIO * ad:
+                    raise MediaError(f"{path}: audio is truncated (decoded {got:.1f} s of {ad:.1f} s)")
+                clip.audio = wave
+                clip.duration = max(clip.duration, got)
+    if not clip.has_video and not clip.has_audio:
+        raise MediaError(f"{path}: no decodable video or audio ({'; '.join(clip.notes) or 'streams are empty'})")
+    if clip.duration > max_seconds:
+        raise MediaError(f"{path}: clip is {clip.duration:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
+    return clip
