@@ -18,7 +18,7 @@ from .processing import CHATML_TOKENS, DeemoProcessor
 
 VIDEO_TOKEN, AUDIO_TOKEN = "<|video|>", "<|audio|>"
 # Keys of a loaded config that describe how it was loaded, not the architecture.
-_DROP_TEXT_KEYS = ("quantization_config", "_name_or_path", "transformers_version", "architectures", "auto_map")
+_DROP_TEXT_KEYS = ("quantization_config", "_name_or_path", "transformers_version", "architectures", "auto_map", "id2label", "label2id")
 
 
 @dataclass
@@ -54,10 +54,10 @@ def _video_modality(spec: ComponentSpec) -> tuple[ModalityConfig, dict[str, torc
 
         cfg = AutoConfig.from_pretrained(spec.video)
         vision_cfg = getattr(cfg, "vision_config", cfg)  # a CLIP/SigLIP dual encoder carries one
-        full = AutoModel.from_pretrained(spec.video)
-        tower = AutoModel.from_config(vision_cfg)
-        own = set(tower.state_dict())
-        state = {k: v for k, v in full.state_dict().items() if k in own}
+        # The tower's own class (e.g. CLIPVisionModel) loads from a dual-encoder checkpoint too;
+        # transformers maps the keys.
+        tower_cls = type(AutoModel.from_config(vision_cfg))
+        state = tower_cls.from_pretrained(spec.video, dtype=torch.float32).state_dict()
         try:
             ip = AutoImageProcessor.from_pretrained(spec.video)
             mean, std = tuple(ip.image_mean), tuple(ip.image_std)

@@ -229,6 +229,31 @@ def sample(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Instruction data, JSONL (instruction_data/README.md).")],
+    out: Annotated[Path, typer.Argument(help="Directory for the fine-tuned checkpoint.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Base checkpoint (default: the embedded default).")] = None,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 3.0,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many optimiser steps.")] = None,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 1,
+    grad_accum: Annotated[int, typer.Option(min=1)] = 4,
+    lora_r: Annotated[int, typer.Option(min=1)] = 16,
+    lora_alpha: Annotated[int, typer.Option(min=1)] = 32,
+    seed: int = 0,
+) -> None:
+    """LoRA fine-tuning of the LLM with fully trained projectors; writes a servable checkpoint."""
+    _quiet_libraries()
+    from .training import LoraSettings, TrainArgs, train as run_training
+
+    if out.exists() and any(out.iterdir()):
+        raise DeemoError(f"{out}: exists and is not empty; choose a new directory")
+    args = TrainArgs(data=data, out=out, checkpoint=checkpoint, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seed=seed, lora=LoraSettings(r=lora_r, alpha=lora_alpha))
+    run_training(args)
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     import click

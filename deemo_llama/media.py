@@ -30,6 +30,7 @@ class Clip:
     audio: np.ndarray | None = None
     sample_rate: int = SAMPLE_RATE
     notes: list[str] = field(default_factory=list)
+    decode_s: float = 0.0
 
     @property
     def has_video(self) -> bool:
@@ -147,8 +148,11 @@ def load_clip(
     Raises MediaError (one line, names the problem) for a missing, empty, unreadable, truncated or
     too long file, or one with neither a usable video nor audio stream.
     """
+    import time
+
     import av
 
+    t0 = time.perf_counter()
     path = Path(path)
     _check_file(path)
     try:
@@ -202,4 +206,5 @@ def load_clip(
         raise MediaError(f"{path}: no decodable video or audio ({'; '.join(clip.notes) or 'streams are empty'})")
     if clip.duration > max_seconds:
         raise MediaError(f"{path}: clip is {clip.duration:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
+    clip.decode_s = time.perf_counter() - t0
     return clip

@@ -1,0 +1,185 @@
+"""Model seams: placeholders vs features, masked scatter, config and checkpoint round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deemo_llama.config import DeemoConfig
+from deemo_llama.modeling import DeemoLlamaForConditionalGeneration, MediaInputs, PlaceholderMismatchError, pool_tokens
+
+MSG_AV = [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "How does the person feel?"}]}]
+
+
+def _media(proc, n_video=1, n_audio=1, seed=0):
+    rng = np.random.default_rng(seed)
+    videos = [rng.integers(0, 255, (3, 60, 80, 3), dtype=np.uint8) for _ in range(n_video)]
+    audios = [(0.1 * rng.standard_normal(8000)).astype(np.float32) for _ in range(n_audio)]
+    return videos, audios
+
+
+def test_placeholder_count_equals_feature_count(tiny):
+    model, proc = tiny
+    videos, audios = _media(proc)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    cfg = model.config
+    assert int((out.input_ids == cfg.video.placeholder_id).sum()) == cfg.video.num_tokens == 4
+    assert int((out.input_ids == cfg.audio.placeholder_id).sum()) == cfg.audio.num_tokens == 5
+    feats = model.embed_media(out.media)
+    assert feats["video"].shape == (1, 4, cfg.hidden_size)
+    assert feats["audio"].shape == (1, 5, cfg.hidden_size)
+
+
+def test_media_lands_exactly_on_placeholders(tiny):
+    model, proc = tiny
+    videos, audios = _media(proc)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    with torch.no_grad():
+        merged = model.build_inputs_embeds(out.input_ids, out.media)
+        text_only = model.get_input_embeddings()(out.input_ids)
+        feats = model.embed_media(out.media)
+    vmask = out.input_ids[0] == model.config.video.placeholder_id
+    amask = out.input_ids[0] == model.config.audio.placeholder_id
+    torch.testing.assert_close(merged[0, vmask], feats["video"][0])
+    torch.testing.assert_close(merged[0, amask], feats["audio"][0])
+    torch.testing.assert_close(merged[0, ~(vmask | amask)], text_only[0, ~(vmask | amask)])
+
+
+def test_mismatch_error_states_both_counts(tiny):
+    model, proc = tiny
+    videos, audios = _media(proc, n_video=2)
+    out = proc(MSG_AV, videos=videos[:1], audios=audios)
+    two_videos = proc.prepare_media(videos, audios)
+    with pytest.raises(PlaceholderMismatchError, match=r"video: the prompt has 4 <\|video\|> placeholder tokens but the media give 8 feature vectors \(2 item\(s\) x 4 tokens\)"):
+        model(out.input_ids, media=two_videos)
+    with pytest.raises(PlaceholderMismatchError, match=r"audio: the prompt has 5 .* but the media give 0 feature vectors"):
+        model(out.input_ids, media=MediaInputs(pixel_values_videos=out.media.pixel_values_videos))
+
+
+def test_processor_rejects_wrong_media_count(tiny):
+    _, proc = tiny
+    videos, audios = _media(proc)
+    with pytest.raises(ValueError, match="reference 1 video.*0 and 1 were given"):
+        proc(MSG_AV, videos=[], audios=audios)
+
+
+def test_audio_pooling_uses_only_unpadded_frames(tiny):
+    model, proc = tiny
+    _, audios = _media(proc)
+    media = proc.prepare_media([], audios)
+    assert media.audio_frames.tolist() == [25]  # 0.5 s at 50 frames/s
+    with torch.no_grad():
+        feats = model.encoders["audio"](media.audio_features)
+        expected = model.projectors["audio"](pool_tokens(feats[0, :25], 5))
+        got = model.embed_media(media)["audio"][0]
+    torch.testing.assert_close(got, expected)
+
+
+def test_pool_tokens_shapes():
+    x = torch.arange(12.0).reshape(6, 2)
+    assert pool_tokens(x, 3).tolist() == [[1.0, 2.0], [5.0, 6.0], [9.0, 10.0]]
+    assert pool_tokens(x[:2], 4).shape == (4, 2)
+
+
+def test_greedy_generation_is_deterministic(tiny):
+    model, proc = tiny
+    videos, audios = _media(proc)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    a = model.generate(out.input_ids, media=out.media, max_new_tokens=6, do_sample=False)
+    b = model.generate(out.input_ids, media=out.media, max_new_tokens=6, do_sample=False)
+    assert a.shape == (1, 6) and torch.equal(a, b)
+
+
+def test_config_round_trip(tiny, tmp_path):
+    model, _ = tiny
+    model.config.save(tmp_path)
+    again = DeemoConfig.load(tmp_path)
+    assert again.to_dict() == model.config.to_dict()
+    assert again.architectures[0] == "DeemoLlamaForConditionalGeneration"
+    assert again.video.encoder.feature_dim == 1280 and again.audio.encoder.feature_dim == 64
+
+
+def test_config_rejects_unknown_fields(tiny):
+    d = tiny[0].config.to_dict()
+    d["mystery"] = 1
+    with pytest.raises(ValueError, match="unknown DeemoConfig fields: \\['mystery'\\]"):
+        DeemoConfig.from_dict(d)
+
+
+def test_checkpoint_round_trip_identical_logits(tiny, tmp_path):
+    from deemo_llama.build import load_checkpoint, save_checkpoint
+
+    model, proc = tiny
+    torch.nn.init.normal_(model.projectors["video"].fc1.weight)  # not the init values
+    videos, audios = _media(proc)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    with torch.no_grad():
+        before = model(out.input_ids, media=out.media).logits
+    save_checkpoint(model, proc, tmp_path / "ckpt")
+    model2, proc2 = load_checkpoint(tmp_path / "ckpt")
+    out2 = proc2(MSG_AV, videos=videos, audios=audios)
+    assert torch.equal(out.input_ids, out2.input_ids)
+    with torch.no_grad():
+        after = model2(out2.input_ids, media=out2.media).logits
+    assert torch.equal(before, after)
+
+
+def test_lora_checkpoint_round_trip(tiny, tmp_path):
+    from deemo_llama.build import load_checkpoint, save_checkpoint
+    from deemo_llama.training import LoraSettings, apply_lora
+
+    model, proc = tiny
+    apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0))
+    for n, p in model.language_model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)  # LoRA B starts at zero: make the adapter matter
+    model.eval()
+    videos, audios = _media(proc)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    with torch.no_grad():
+        before = model(out.input_ids, media=out.media).logits
+    save_checkpoint(model, proc, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "adapter" / "adapter_config.json").is_file()
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
+    base, _ = load_checkpoint(tmp_path / "ckpt", load_adapter=False)
+    with torch.no_grad():
+        after = loaded(out.input_ids, media=out.media).logits
+        without = base(out.input_ids, media=out.media).logits
+    torch.testing.assert_close(before, after, rtol=0, atol=1e-5)
+    assert (before - without).abs().max() > 1e-3  # the adapter really changes the output
+
+
+def test_hf_vision_tower_backbone(tiny_parts, tmp_path):
+    """A CLIP vision tower given by local path (as a hub id would be) works as the frame encoder."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from deemo_llama.build import ComponentSpec, create_model, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8))
+    tower.save_pretrained(tmp_path / "clip")
+    model, proc = create_model(ComponentSpec(llm=str(tiny_parts["llm"]), video=str(tmp_path / "clip"), video_backbone="hf_vision", num_frames=2, video_tokens=3))
+    assert model.config.video.encoder.feature_dim == 32 and model.config.audio is None
+    mine = model.encoders["video"].backbone.state_dict()
+    for k, v in tower.state_dict().items():
+        torch.testing.assert_close(mine[k], v)
+    msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}]
+    videos = [np.zeros((2, 40, 40, 3), np.uint8)]
+    out = proc(msgs, videos=videos)
+    assert out.media.pixel_values_videos.shape == (1, 2, 3, 32, 32)
+    save_checkpoint(model, proc, tmp_path / "ckpt")
+    model2, proc2 = load_checkpoint(tmp_path / "ckpt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(out.input_ids, media=out.media).logits, model2(out.input_ids, media=out.media).logits)
+
+
+def test_quantization_without_cuda_is_a_clear_error(tiny, tmp_path):
+    from deemo_llama.build import save_checkpoint
+
+    if torch.cuda.is_available():
+        pytest.fail("this test describes the CPU-only behaviour; run it on a machine without CUDA")
+    model, proc = tiny
+    save_checkpoint(model, proc, tmp_path / "ckpt")
+    with pytest.raises(RuntimeError, match="4bit loading needs a CUDA GPU"):
+        DeemoLlamaForConditionalGeneration.from_pretrained(tmp_path / "ckpt", quantization="4bit")
