@@ -66,6 +66,27 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"{path}: file is empty (0 bytes)")
 
 
+def _wav_truncated(path: Path) -> str | None:
+    """A RIFF/WAVE file whose data chunk claims more bytes than the file holds (FFmpeg reads the rest silently)."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                if clen in (0, 0xFFFFFFFF):  # streamed WAV: length unknown
+                    return None
+                return f"holds {size - pos - 8} of the {clen} audio bytes its header declares" if pos + 8 + clen > size else None
+            pos += 8 + clen + (clen & 1)
+    return None
+
+
 def _stream_duration(stream, container) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -161,6 +182,8 @@ def load_clip(
         reason = getattr(e, "strerror", None) or str(e)
         raise MediaError(f"{path}: not a readable media file ({reason})") from None
     with container:
+        if container.format.name == "wav" and (why := _wav_truncated(path)):
+            raise MediaError(f"{path}: audio is truncated (the file {why})")
         vstreams = [s for s in container.streams.video if s.codec_context is not None and (s.codec_context.width or 0) > 0]
         astreams = [s for s in container.streams.audio if s.codec_context is not None and (s.codec_context.sample_rate or 0) > 0]
         # Cover art in audio files is a single-frame "video" stream: not a video.

@@ -1,0 +1,81 @@
+"""The `deemo` command as users meet it: one-line errors, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEEMO = [sys.executable, "-m", "deemo_llama.cli"]
+
+
+def run(*args, env=None):
+    return subprocess.run([*DEEMO, *map(str, args)], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tiny_spec, tmp_path_factory):
+    from deemo_llama.build import create_model, save_checkpoint
+
+    return save_checkpoint(*create_model(tiny_spec), tmp_path_factory.mktemp("ck") / "tiny")
+
+
+def test_help_lists_only_implemented_commands():
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("analyze", "sample", "train", "models"):
+        assert cmd in r.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing", "dir", "empty", "text", "truncated", "too_long"])
+def test_analyze_bad_input_is_one_line_error(kind, tiny_ckpt, media_dir, tmp_path):
+    mp4 = (media_dir / "talk.mp4").read_bytes()
+    path = {"missing": tmp_path / "nope.mp4", "dir": tmp_path, "empty": tmp_path / "e.mp4", "text": tmp_path / "t.mp4", "truncated": tmp_path / "tr.mp4", "too_long": media_dir / "talk.mp4"}[kind]
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("hello")
+    elif kind == "truncated":
+        path.write_bytes(mp4[: len(mp4) // 3])
+    extra = ["--max-seconds", "1"] if kind == "too_long" else []
+    r = run("analyze", path, "--checkpoint", tiny_ckpt, *extra)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_analyze_needs_clip_or_sample():
+    r = run("analyze")
+    assert r.returncode == 2 and r.stderr.strip() == "error: give exactly one of CLIP or --sample"
+
+
+def test_analyze_rejects_single_label(media_dir, tiny_ckpt):
+    r = run("analyze", media_dir / "talk.mp4", "--checkpoint", tiny_ckpt, "--labels", "happy")
+    assert r.returncode == 2 and "at least two labels" in r.stderr
+
+
+def test_missing_default_assets_named(tmp_path, media_dir):
+    r = run("analyze", media_dir / "talk.mp4", env={"DEEMO_HOME": str(tmp_path)})
+    assert r.returncode == 3 and "run: deemo models prepare" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_models_info(tiny_ckpt):
+    r = run("models", "info", tiny_ckpt)
+    assert r.returncode == 0 and "<|video|>" in r.stdout and "projectors trained" in r.stdout
+
+
+def test_sample_command_writes_audio_only(tmp_path):
+    r = run("sample", tmp_path / "s.wav", "--text", "hello")
+    assert r.returncode == 0 and (tmp_path / "s.wav").stat().st_size > 1000
+
+
+def test_train_rejects_bad_jsonl(tmp_path, tiny_ckpt):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
+    r = run("train", data, tmp_path / "out", "--checkpoint", tiny_ckpt)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {data}:1: needs a 'messages' list with at least one assistant turn"

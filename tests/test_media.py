@@ -1,0 +1,95 @@
+"""Decoding real containers made here (PyAV, espeak-ng) and every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deemo_llama.errors import MediaError
+from deemo_llama.media import load_clip, sample_times
+
+
+def test_talking_clip_has_frames_and_audio(media_dir):
+    clip = load_clip(media_dir / "talk.mp4", num_frames=5)
+    assert clip.inputs_used == {"video": True, "audio": True}
+    assert clip.frames.shape == (5, 320, 480, 3) and clip.frames.dtype == np.uint8
+    assert clip.fps == 25.0
+    assert abs(clip.duration - 2.0) < 0.1
+    assert abs(len(clip.audio) / 16000 - 2.0) < 0.1
+    # Sampled at segment centres: 0.2, 0.6, ... 1.8 s (within a frame).
+    np.testing.assert_allclose(clip.frame_times, [0.2, 0.6, 1.0, 1.4, 1.8], atol=0.041)
+    # The face moves left to right: the non-grey columns shift right over time.
+    centres = [np.nonzero((np.abs(f.astype(int) - 96).sum(-1) > 30).any(0))[0].mean() for f in clip.frames]
+    assert all(b > a for a, b in zip(centres, centres[1:]))
+
+
+def test_audio_only_file(media_dir):
+    clip = load_clip(media_dir / "speech.wav")
+    assert clip.inputs_used == {"video": False, "audio": True}
+    assert clip.frames is None and clip.audio.dtype == np.float32 and clip.sample_rate == 16000
+
+
+def test_video_without_audio(media_dir):
+    clip = load_clip(media_dir / "silent.mp4", num_frames=4)
+    assert clip.inputs_used == {"video": True, "audio": False}
+    assert len(clip.frames) == 4
+
+
+def test_sample_times():
+    np.testing.assert_allclose(sample_times(4.0, 4), [0.5, 1.5, 2.5, 3.5])
+    np.testing.assert_allclose(sample_times(3.0, 8, "fps", 1.0), [0.5, 1.5, 2.5])
+    assert len(sample_times(100.0, 8, "fps", 2.0)) == 8
+
+
+@pytest.fixture(scope="module")
+def bad_files(media_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    mp4 = (media_dir / "talk.mp4").read_bytes()
+    wav = (media_dir / "speech.wav").read_bytes()
+    rng = np.random.default_rng(0)
+    corrupt = bytearray(mp4)
+    a, b = int(len(mp4) * 0.1), int(len(mp4) * 0.9)
+    corrupt[a:b] = rng.integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    files = {
+        "empty.mp4": b"",
+        "notes.mp4": b"this is a text file, not a video\n" * 20,
+        "random.mov": rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        "truncated.mp4": mp4[: int(len(mp4) * 0.4)],
+        "truncated.wav": wav[: int(len(wav) * 0.3)],
+        "corrupt.mp4": bytes(corrupt),
+        "zero_samples.wav": wav[:44],
+        "subtitles.srt": b"1\n00:00:00,000 --> 00:00:01,000\nhello\n\n",
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return d
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("missing.mp4", "no such file"),
+        ("empty.mp4", r"file is empty \(0 bytes\)"),
+        ("notes.mp4", "not a readable media file"),
+        ("random.mov", "not a readable media file"),
+        ("truncated.mp4", "not a readable media file"),
+        ("truncated.wav", "audio is truncated"),
+        ("corrupt.mp4", "corrupt"),
+        ("zero_samples.wav", "not a readable media file|no decodable"),
+        ("subtitles.srt", "has neither a usable video nor audio stream"),
+    ],
+)
+def test_bad_input_raises_one_line_media_error(bad_files, name, message):
+    with pytest.raises(MediaError, match=message) as e:
+        load_clip(bad_files / name)
+    assert "\n" not in str(e.value) and name in str(e.value)
+
+
+def test_directory_is_rejected(tmp_path):
+    with pytest.raises(MediaError, match="is a directory"):
+        load_clip(tmp_path)
+
+
+def test_too_long_is_rejected(media_dir):
+    with pytest.raises(MediaError, match=r"clip is 2\.0 s long; the limit is 1 s"):
+        load_clip(media_dir / "talk.mp4", max_seconds=1.0)
