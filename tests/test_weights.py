@@ -1,0 +1,145 @@
+"""Real embedded weights (stage 2 of scripts/test.sh; needs `deemo models prepare`).
+
+Checks the conversions against their sources, and the main job end to end through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.weights
+
+
+@pytest.fixture(scope="module")
+def assets():
+    from deemo_llama.assets import SOURCES, asset_dir
+
+    return {name: asset_dir(name) for name in ("llm", "whisper", "mobilenet", "checkpoint")} | {"src": {k: v.path() for k, v in SOURCES.items()}}
+
+
+def test_gguf_conversion_gives_the_same_greedy_tokens(assets):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = assets["src"]["llm"]
+    ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    ours = AutoModelForCausalLM.from_pretrained(assets["llm"]).eval()
+    tok = AutoTokenizer.from_pretrained(assets["llm"])
+    ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Name three emotions."}], tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt").input_ids
+    assert torch.equal(ids, ref_tok(prompt, return_tensors="pt").input_ids)
+    with torch.no_grad():
+        a = ref.generate(ids, max_new_tokens=24, do_sample=False)
+        b = ours.generate(ids, max_new_tokens=24, do_sample=False)
+        la, lb = ref(ids).logits, ours(ids).logits
+    assert torch.equal(a, b)
+    assert (la - lb).abs().max() < 1e-4
+
+
+def test_whisper_conversion_matches_ctranslate2_and_transcribes(assets):
+    import ctranslate2
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from deemo_llama.sample import speak
+
+    wave = speak("I am so happy to see you again today.")
+    proc = WhisperProcessor.from_pretrained(assets["whisper"])
+    model = WhisperForConditionalGeneration.from_pretrained(assets["whisper"]).eval()
+    feats = proc(wave, sampling_rate=16000, return_tensors="pt").input_features
+    ct2 = ctranslate2.models.Whisper(str(assets["src"]["whisper"].parent), device="cpu", compute_type="float32")
+    ref = np.array(ct2.encode(ctranslate2.StorageView.from_array(feats.numpy()), to_cpu=True))
+    with torch.no_grad():
+        ours = model.model.encoder(feats).last_hidden_state.numpy()
+        ids = model.generate(feats, do_sample=False)
+    assert np.abs(ref - ours).max() < 1e-3
+    assert proc.batch_decode(ids, skip_special_tokens=True)[0].strip() == "I am so happy to see you again today."
+
+
+def test_mobilenet_classifies_imagenet_samples(assets):
+    from safetensors.torch import load_file
+    from skimage import data
+
+    from deemo_llama.encoders import MobileNetV2
+
+    net = MobileNetV2().eval()
+    net.load_state_dict(load_file(assets["mobilenet"] / "model.safetensors"))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def top1(img):
+        x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255
+        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+        with torch.no_grad():
+            return int(net((x - mean) / std).argmax())
+
+    assert 281 <= top1(data.chelsea()) <= 285  # ImageNet's domestic cat classes
+    assert top1(data.coffee()) in (967, 968)  # espresso, cup
+
+
+def test_default_checkpoint_keeps_the_llm_behaviour(assets):
+    """Adding <|video|>/<|audio|>/<tool_call> tokens must not change text-only generation."""
+    from transformers import AutoModelForCausalLM
+
+    from deemo_llama.build import load_checkpoint
+
+    model, proc = load_checkpoint(assets["checkpoint"])
+    llm = AutoModelForCausalLM.from_pretrained(assets["llm"]).eval()
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Say hello."}]
+    inputs = proc(msgs)
+    with torch.no_grad():
+        a = model.generate(inputs.input_ids, max_new_tokens=12, do_sample=False)
+        b = llm.generate(inputs.input_ids, max_new_tokens=12, do_sample=False)[:, inputs.input_ids.shape[1] :]
+    assert torch.equal(a, b)
+    assert model.config.projectors_trained is False
+    assert model.config.text_config["num_hidden_layers"] == 30 and model.config.hidden_size == 576
+
+
+def _analyze_json(path, *extra):
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "analyze", str(path), "--json", *extra], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_analyze_sample_clip(tmp_path):
+    from deemo_llama.sample import make_sample_clip
+
+    out = _analyze_json(make_sample_clip(tmp_path / "happy.mp4"))
+    assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores"} <= set(out)
+    assert out["mode"] == "zero-shot-text"
+    assert out["inputs_used"] == {"video": True, "audio": True}
+    assert "got the job" in out["transcript"].lower()
+    assert out["label"] == "happy"  # measured: calibrated zero-shot score 0.70 on this clip
+    assert len(out["reasoning"]) > 20
+    assert {"decode", "transcribe", "cues", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
+    assert abs(sum(out["scores"].values()) - 1) < 1e-3
+
+
+def test_analyze_audio_only_and_video_only(tmp_path):
+    from deemo_llama.sample import make_sample_clip
+
+    audio = _analyze_json(make_sample_clip(tmp_path / "speech.flac", text="This is terrible, I lost everything and I am so sad.", video=False))
+    assert audio["inputs_used"] == {"video": False, "audio": True}
+    assert "lost everything" in audio["transcript"].lower()
+    assert "visual_motion" not in audio["cues"]
+    video = _analyze_json(make_sample_clip(tmp_path / "mute.mp4", seconds=2.0, audio=False))
+    assert video["inputs_used"] == {"video": True, "audio": False}
+    assert video["transcript"] == "" and "visual_motion" in video["cues"]
+    assert video["label"] in ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")
+
+
+def test_quickstart_notebook_executes():
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "zero-shot-text" in outputs and "<|video|>" in outputs
