@@ -129,23 +129,11 @@ class Analyzer:
 
     def stream_reasoning(self, clip: Clip | None, transcript: str, cue_text: str, label: str) -> Iterator[str]:
         """Greedy explanation of ``label``, streamed as text pieces."""
-        from threading import Thread
-
-        from transformers import TextIteratorStreamer
+        from .generation import stream_chat
 
         messages = self._messages(clip, transcript, cue_text)
-        raw = self._raw_media(clip, messages)
-        prefix = f"Emotion: {label}. Reasoning:"
-        prompt = self.processor.expand_placeholders(self.processor.render(messages, add_generation_prompt=True)) + prefix
-        tok = self.processor.tokenizer
-        ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(self.model.device)
-        media = self.processor.prepare_media(*raw) if raw else None
-        streamer = TextIteratorStreamer(tok, skip_special_tokens=True)
-        kwargs = dict(input_ids=ids, media=media, max_new_tokens=self.max_new_tokens, do_sample=False, streamer=streamer, repetition_penalty=1.15, eos_token_id=self.model.config.text_config.get("eos_token_id"), pad_token_id=tok.pad_token_id)
-        thread = Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
-        thread.start()
-        yield from streamer
-        thread.join()
+        videos, audios = self._raw_media(clip, messages) or ([], [])
+        yield from stream_chat(self.model, self.processor, messages, videos, audios, assistant_prefix=f"Emotion: {label}. Reasoning:", max_new_tokens=self.max_new_tokens, repetition_penalty=1.15)
 
     # -- pipeline ----------------------------------------------------------------------------------
     def analyze(self, path: str | Path | Clip, on_reasoning: Callable[[str], None] | None = None) -> AnalysisResult:

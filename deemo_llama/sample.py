@@ -50,7 +50,7 @@ def moving_face_frames(n_frames: int, size: tuple[int, int] = (480, 320), face_p
 
 
 def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, fps: int = 25, sample_rate: int = 16000) -> Path:
-    """Write H.264 + AAC mp4 (or audio-only by extension: wav/flac/mp3) atomically."""
+    """Write a clip atomically: H.264 + AAC (mp4, mov, mkv), VP9 + Opus (webm), audio-only by extension (wav, flac, mp3, ogg)."""
     import av
 
     path = Path(path)
@@ -58,11 +58,12 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     with av.open(str(tmp), "w") as out:
         vs = as_ = None
+        webm = path.suffix.lower() == ".webm"
         if frames is not None:
-            vs = out.add_stream("libx264", rate=fps)
+            vs = out.add_stream("libvpx-vp9" if webm else "libx264", rate=fps)
             vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if audio is not None:
-            codec = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame"}.get(path.suffix, "aac")
+            codec = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".webm": "libopus", ".ogg": "libopus"}.get(path.suffix.lower(), "aac")
             as_ = out.add_stream(codec, rate=sample_rate, layout="mono")
         if vs is not None:
             for img in frames:
@@ -89,9 +90,9 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
     return path
 
 
-def make_sample_clip(path: str | Path, seconds: float | None = None, text: str = SAMPLE_TEXT, fps: int = 25, audio: bool = True, video: bool = True) -> Path:
+def make_sample_clip(path: str | Path, seconds: float | None = None, text: str = SAMPLE_TEXT, fps: int = 25, audio: bool = True, video: bool = True, pitch: int = 50, words_per_minute: int = 160) -> Path:
     """A talking-astronaut clip. ``seconds`` None = as long as the speech; else speech repeated/cut to fit."""
-    speech = speak(text) if audio or seconds is None else None
+    speech = speak(text, pitch=pitch, words_per_minute=words_per_minute) if audio or seconds is None else None
     if seconds is None:
         seconds = len(speech) / 16000 + 0.3
     n = int(round(seconds * fps))

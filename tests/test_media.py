@@ -93,3 +93,17 @@ def test_directory_is_rejected(tmp_path):
 def test_too_long_is_rejected(media_dir):
     with pytest.raises(MediaError, match=r"clip is 2\.0 s long; the limit is 1 s"):
         load_clip(media_dir / "talk.mp4", max_seconds=1.0)
+
+
+@pytest.mark.parametrize("ext", [".mov", ".mkv", ".webm", ".mp3", ".flac", ".ogg"])
+def test_common_containers(tmp_path, ext):
+    from deemo_llama.sample import moving_face_frames, speak, write_clip
+
+    audio_only = ext in (".mp3", ".flac", ".ogg")
+    wave = speak("hello there")
+    path = write_clip(tmp_path / f"c{ext}", None if audio_only else moving_face_frames(25), wave[:16000])
+    clip = load_clip(path, num_frames=4)
+    assert clip.inputs_used == {"video": not audio_only, "audio": True}
+    assert abs(len(clip.audio) / 16000 - 1.0) < 0.1
+    if not audio_only:
+        assert clip.frames.shape == (4, 320, 480, 3)

@@ -183,3 +183,16 @@ def test_quantization_without_cuda_is_a_clear_error(tiny, tmp_path):
     save_checkpoint(model, proc, tmp_path / "ckpt")
     with pytest.raises(RuntimeError, match="4bit loading needs a CUDA GPU"):
         DeemoLlamaForConditionalGeneration.from_pretrained(tmp_path / "ckpt", quantization="4bit")
+
+
+def test_streamed_reply_equals_whole_reply(tiny):
+    from deemo_llama.generation import chat, stream_chat
+
+    model, proc = tiny
+    videos, audios = _media(proc)
+    pieces = list(stream_chat(model, proc, MSG_AV, videos, audios, max_new_tokens=8))
+    whole = chat(model, proc, MSG_AV, videos, audios, max_new_tokens=8)
+    out = proc(MSG_AV, videos=videos, audios=audios)
+    ids = model.generate(out.input_ids, media=out.media, max_new_tokens=8, do_sample=False, eos_token_id=model.config.text_config["eos_token_id"])
+    assert "".join(pieces) == whole == proc.tokenizer.decode(ids[0], skip_special_tokens=True)
+    assert len(pieces) >= 2
