@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import warnings
 from pathlib import Path
 
-from common import machine, print_table
+from common import machine, print_table, quiet
 
 
 def main() -> None:
@@ -21,11 +20,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet()
     from deemo_llama.analyze import Analyzer
     from deemo_llama.sample import make_sample_clip
 

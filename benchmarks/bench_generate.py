@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 
 import torch
 
-from common import machine, print_table
+from common import machine, print_table, quiet
 
 
 def tokens_per_s(model, ids, new_tokens: int, repeats: int) -> float:
@@ -30,10 +29,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    quiet()
     from deemo_llama.assets import default_checkpoint
     from deemo_llama.build import load_checkpoint
 

@@ -8,21 +8,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 
-from common import machine, print_table
+from common import machine, print_table, quiet
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    import transformers
+    quiet()
     from transformers import AutoModelForCausalLM
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     from deemo_llama.assets import SOURCES, asset_dir
     from deemo_llama.build import load_checkpoint
 

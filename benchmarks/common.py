@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
-from contextlib import contextmanager
 
 
 def machine() -> str:
@@ -20,11 +18,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
-@contextmanager
-def timer(out: dict, key: str):
-    t = time.perf_counter()
-    yield
-    out[key] = time.perf_counter() - t
+def quiet() -> None:
+    """Silence library warnings and progress bars so the tables stay readable."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:

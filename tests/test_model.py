@@ -150,20 +150,36 @@ def test_lora_checkpoint_round_trip(tiny, tmp_path):
     assert (before - without).abs().max() > 1e-3  # the adapter really changes the output
 
 
-def test_hf_vision_tower_backbone(tiny_parts, tmp_path):
-    """A CLIP vision tower given by local path (as a hub id would be) works as the frame encoder."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    from deemo_llama.build import ComponentSpec, create_model, load_checkpoint, save_checkpoint
+def _vision_source(kind: str, path):
+    """Save a tiny random vision model of ``kind`` to ``path``; return its vision tower module."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel, SiglipVisionConfig, SiglipVisionModel
 
     torch.manual_seed(0)
-    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8))
-    tower.save_pretrained(tmp_path / "clip")
-    model, proc = create_model(ComponentSpec(llm=str(tiny_parts["llm"]), video=str(tmp_path / "clip"), video_backbone="hf_vision", num_frames=2, video_tokens=3))
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    if kind == "clip_vision":
+        model = CLIPVisionModel(CLIPVisionConfig(**small))
+    elif kind == "siglip_vision":
+        model = SiglipVisionModel(SiglipVisionConfig(**small))
+    else:  # a dual encoder: the tower is inside
+        model = CLIPModel(CLIPConfig(vision_config=small, text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=99)))
+    model.save_pretrained(path)
+    return model.vision_model if kind == "clip_dual" else model
+
+
+@pytest.mark.parametrize("kind", ["clip_vision", "siglip_vision", "clip_dual"])
+def test_hf_vision_tower_backbone(kind, tiny_parts, tmp_path):
+    """A CLIP/SigLIP vision tower given by local path (as a hub id would be) works as the frame encoder."""
+    from deemo_llama.build import ComponentSpec, create_model, load_checkpoint, save_checkpoint
+
+    source = _vision_source(kind, tmp_path / "vision")
+    model, proc = create_model(ComponentSpec(llm=str(tiny_parts["llm"]), video=str(tmp_path / "vision"), video_backbone="hf_vision", num_frames=2, video_tokens=3))
     assert model.config.video.encoder.feature_dim == 32 and model.config.audio is None
-    mine = model.encoders["video"].backbone.state_dict()
-    for k, v in tower.state_dict().items():
-        torch.testing.assert_close(mine[k], v)
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32)
+        ref = source(pixel_values=x)
+        ref = ref.pooler_output
+        got = model.encoders["video"](x[None])[0]
+    torch.testing.assert_close(got, ref)  # the tower's weights arrived intact
     msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}]
     videos = [np.zeros((2, 40, 40, 3), np.uint8)]
     out = proc(msgs, videos=videos)

@@ -143,3 +143,25 @@ def test_quickstart_notebook_executes():
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "zero-shot-text" in outputs and "<|video|>" in outputs
+
+
+def test_prepare_is_idempotent_and_repairs_damage(assets):
+    """A second prepare rebuilds nothing; a damaged output is detected by checksum and rebuilt."""
+    import json
+
+    from deemo_llama.assets import MANIFEST, cache_dir, prepare_assets
+
+    root = cache_dir()
+    before = json.loads((root / MANIFEST).read_text())
+    mtimes = {p: p.stat().st_mtime for p in assets["checkpoint"].iterdir()}
+    prepare_assets(progress=False)
+    assert {p: p.stat().st_mtime for p in assets["checkpoint"].iterdir()} == mtimes
+    weights = assets["mobilenet"] / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-16] + bytes(16))  # silent corruption
+    prepare_assets(progress=False)
+    assert weights.read_bytes() == good
+    after = json.loads((root / MANIFEST).read_text())
+    assert after["mobilenet"]["files"] == before["mobilenet"]["files"]
+    # The checkpoint depends on the mobilenet digest, which is unchanged: not rebuilt.
+    assert {p: p.stat().st_mtime for p in assets["checkpoint"].iterdir()} == mtimes
