@@ -34,7 +34,7 @@ def speak(text: str, sample_rate: int = 16000, pitch: int = 50, words_per_minute
     return np.concatenate(chunks).astype(np.float32)
 
 
-def moving_face_frames(n_frames: int, size: tuple[int, int] = (480, 320), face_px: int = 200) -> np.ndarray:
+def moving_face_frames(n_frames: int, size: tuple[int, int] = (640, 360), face_px: int = 320) -> np.ndarray:
     """[T, H, W, 3] uint8: the astronaut photo scaled to ``face_px`` sliding left to right on grey."""
     from skimage import data
     from skimage.transform import resize

@@ -12,7 +12,7 @@ from deemo_llama.media import load_clip, sample_times
 def test_talking_clip_has_frames_and_audio(media_dir):
     clip = load_clip(media_dir / "talk.mp4", num_frames=5)
     assert clip.inputs_used == {"video": True, "audio": True}
-    assert clip.frames.shape == (5, 320, 480, 3) and clip.frames.dtype == np.uint8
+    assert clip.frames.shape == (5, 360, 640, 3) and clip.frames.dtype == np.uint8
     assert clip.fps == 25.0
     assert abs(clip.duration - 2.0) < 0.1
     assert abs(len(clip.audio) / 16000 - 2.0) < 0.1
@@ -106,4 +106,4 @@ def test_common_containers(tmp_path, ext):
     assert clip.inputs_used == {"video": not audio_only, "audio": True}
     assert abs(len(clip.audio) / 16000 - 1.0) < 0.1
     if not audio_only:
-        assert clip.frames.shape == (4, 320, 480, 3)
+        assert clip.frames.shape == (4, 360, 640, 3)
