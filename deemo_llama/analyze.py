@@ -42,6 +42,8 @@ class AnalysisResult:
     clip: dict
     checkpoint: str
     segments: list[dict] = field(default_factory=list)
+    deidentified: bool = False
+    deid: dict = field(default_factory=dict)  # faces found per sampled frame, McAdams alpha
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +52,7 @@ class AnalysisResult:
 class Analyzer:
     """Holds the loaded models; ``analyze(path)`` runs the whole pipeline on one clip."""
 
-    def __init__(self, checkpoint: str | Path | None = None, whisper: str | Path | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32, labels: tuple[str, ...] = DEFAULT_LABELS, max_seconds: float = 600.0, max_new_tokens: int = 64):
+    def __init__(self, checkpoint: str | Path | None = None, whisper: str | Path | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32, labels: tuple[str, ...] = DEFAULT_LABELS, max_seconds: float = 600.0, max_new_tokens: int = 64, deid: bool = True, deid_options=None):
         from .assets import asset_dir, default_checkpoint
         from .build import load_checkpoint
         from .transcribe import Transcriber
@@ -63,6 +65,13 @@ class Analyzer:
         self.max_seconds = max_seconds
         self.max_new_tokens = max_new_tokens
         self.mode: Mode = "multimodal" if self.model.config.projectors_trained else "zero-shot-text"
+        # The privacy boundary: with deid on, the models below only ever see blurred frames and
+        # McAdams-anonymised audio (and the transcript of that audio).
+        self.deidentifier = None
+        if deid:
+            from .privacy.deid import DeidOptions, Deidentifier
+
+            self.deidentifier = Deidentifier(deid_options or DeidOptions(audit=False, transcribe=False))
         self.load_s = time.perf_counter() - t0
 
     # -- prompt ------------------------------------------------------------------------------------
@@ -149,6 +158,11 @@ class Analyzer:
             vcfg = self.model.config.video.encoder if self.model.config.video else None
             clip = load_clip(path, num_frames=vcfg.num_frames if vcfg else 8, sampling=vcfg.sampling if vcfg else "uniform", fps=vcfg.fps if vcfg else 1.0, max_seconds=self.max_seconds)
         timings["decode"] = clip.decode_s
+        deid_info = None
+        if self.deidentifier is not None:
+            t = time.perf_counter()
+            clip, deid_info = self.deidentifier.clip(clip)
+            timings["deid"] = time.perf_counter() - t
         t = time.perf_counter()
         tr = self.transcriber(clip.audio) if clip.has_audio else None
         transcript = tr.text if tr else ""
@@ -181,6 +195,8 @@ class Analyzer:
             clip={"path": str(clip.path), "duration_s": round(clip.duration, 2), "fps": clip.fps, "frames_sampled": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes},
             checkpoint=str(self.checkpoint),
             segments=[asdict(s) for s in tr.segments] if tr else [],
+            deidentified=self.deidentifier is not None,
+            deid=deid_info or {},
         )
 
 

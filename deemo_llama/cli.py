@@ -37,6 +37,12 @@ class VideoBackboneOpt(str, Enum):
     hf_vision = "hf_vision"
 
 
+class FaceModeOpt(str, Enum):
+    blur = "blur"
+    pixelate = "pixelate"
+    mask = "mask"
+
+
 class ProjectorOpt(str, Enum):
     mlp = "mlp"
     linear = "linear"
@@ -136,7 +142,7 @@ def _print_summary(r, console) -> None:
     t = Table(show_header=False, box=None)
     t.add_row("[bold]emotion[/]", f"[bold green]{r.label}[/]  (" + ", ".join(f"{k} {v:.2f}" for k, v in top) + ")")
     t.add_row("mode", r.mode + ("  (projectors untrained: transcript and text cues only)" if r.mode == "zero-shot-text" else ""))
-    t.add_row("inputs used", used)
+    t.add_row("inputs used", used + ("  (de-identified: faces blurred, voice anonymised)" if r.deidentified else "  (as given: --no-deid)"))
     t.add_row("transcript", r.transcript or "(no speech)")
     t.add_row("timings", ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items()))
     console.print(t)
@@ -151,10 +157,11 @@ def analyze(
     labels: Annotated[str, typer.Option(help="Comma-separated candidate emotion labels.")] = ",".join(("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")),
     max_seconds: Annotated[float, typer.Option(min=1, help="Reject clips longer than this.")] = 600.0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Length limit of the reasoning.")] = 64,
+    deid: Annotated[bool, typer.Option(help="De-identify first (blur faces, McAdams voice); --no-deid only for already de-identified clips.")] = True,
     device: str = "cpu",
     dtype: DType = DType.float32,
 ) -> None:
-    """Recognise the person's emotion in CLIP and explain the cues."""
+    """Recognise the person's emotion in CLIP and explain the cues (from de-identified media)."""
     if (clip is None) == (not sample):
         raise DeemoError("give exactly one of CLIP or --sample")
     label_list = tuple(x.strip() for x in labels.split(",") if x.strip())
@@ -179,7 +186,7 @@ def analyze(
     decoded = load_clip(clip, num_frames=venc.num_frames if venc else 8, sampling=venc.sampling if venc else "uniform", fps=venc.fps if venc else 1.0, max_seconds=max_seconds)
     console = Console(stderr=as_json)
     with console.status("loading models ..."):
-        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens)
+        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid)
     if as_json:
         with console.status(f"analysing {clip} ..."):
             result = analyzer.analyze(decoded)
@@ -204,7 +211,7 @@ def sample_clip_path() -> Path:
     from .assets import cache_dir
     from .sample import make_sample_clip
 
-    path = cache_dir() / "samples" / "astronaut_happy.mp4"
+    path = cache_dir() / "samples" / "astronaut_happy_v2.mp4"  # bump when the sample recipe changes
     if not path.is_file():
         make_sample_clip(path)
     return path
@@ -227,6 +234,70 @@ def sample(
         raise DeemoError("nothing to write: both audio and video are off")
     make_sample_clip(out, seconds=seconds, text=text or SAMPLE_TEXT, fps=fps, audio=audio, video=video and not audio_only)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def deid(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A clip, or a folder searched recursively.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Output folder: one sub-folder per clip (video.mp4, audio.wav, transcript.json, report.json).")],
+    face_mode: Annotated[FaceModeOpt, typer.Option(help="How faces are hidden.")] = FaceModeOpt.blur,
+    margin: Annotated[float, typer.Option(min=0.0, help="Grow each face box by this fraction before hiding it.")] = 0.3,
+    threshold: Annotated[float, typer.Option(min=0.01, max=0.99, help="CenterFace detection threshold.")] = 0.2,
+    alpha: Annotated[float, typer.Option(min=0.3, max=1.0, help="McAdams coefficient (0.8 classic).")] = 0.8,
+    random_alpha: Annotated[bool, typer.Option(help="Draw alpha per clip from [0.5, 0.9] (reproducible with --seed).")] = False,
+    seed: int = 0,
+    transcript: Annotated[bool, typer.Option(help="Transcribe the anonymised audio.")] = True,
+    whisper: Annotated[Optional[str], typer.Option(help="Whisper hub id or directory for transcripts (default: embedded tiny.en).")] = None,
+    max_seconds: Annotated[float, typer.Option(min=1)] = 600.0,
+) -> None:
+    """De-identify clips: blur faces (CenterFace), anonymise voices (McAdams), transcribe; resumable."""
+    _quiet_libraries()
+    from rich.console import Console
+
+    from .privacy.deid import DeidOptions, deidentify
+
+    opts = DeidOptions(face_mode=face_mode.value, margin=margin, threshold=threshold, alpha=alpha, random_alpha=random_alpha, seed=seed, transcribe=transcript, whisper=whisper, max_seconds=max_seconds)
+    summary = deidentify(input_path, out_dir, opts)
+    if input_path.is_file() and summary.failed:
+        raise DeemoError(next(iter(summary.failed.values())))
+    console = Console(stderr=True)
+    console.print(f"de-identified {len(summary.done)}, already done {len(summary.skipped)}, failed {len(summary.failed)} -> {out_dir}")
+    if summary.failed:
+        for why in summary.failed.values():
+            console.print(f"[red]failed[/] {why}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command("deid-eval")
+def deid_eval(
+    raw: Annotated[Path, typer.Argument(help="The folder of raw clips given to `deemo deid`.")],
+    deid_dir: Annotated[Path, typer.Argument(help="The folder `deemo deid` wrote.")],
+    speakers: Annotated[Optional[Path], typer.Option(help="CSV with columns file,speaker (default: parent folder = speaker).")] = None,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write the figure here (default: DEID_DIR/deid_eval.png).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Measure de-identification: residual faces, speaker-attacker EER, WER, prosody preservation."""
+    _quiet_libraries()
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .privacy.evaluate import evaluate, plot, rows
+
+    ev = evaluate(raw, deid_dir, speakers)
+    figure = plot(ev, plot_path or deid_dir / "deid_eval.png")
+    (deid_dir / "deid_eval.json").write_text(json.dumps(asdict(ev), indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps({k: v for k, v in asdict(ev).items() if k != "per_clip"}, indent=2) + "\n")
+        return
+    t = Table(title=f"de-identification of {raw} -> {deid_dir}")
+    for col in ("metric", "value", "meaning"):
+        t.add_column(col)
+    for r in rows(ev):
+        t.add_row(*r)
+    Console().print(t)
+    typer.echo(f"figure: {figure}")
 
 
 @app.command()

