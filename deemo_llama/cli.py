@@ -211,7 +211,7 @@ def sample_clip_path() -> Path:
     from .assets import cache_dir
     from .sample import make_sample_clip
 
-    path = cache_dir() / "samples" / "astronaut_happy_v2.mp4"  # bump when the sample recipe changes
+    path = cache_dir() / "samples" / "astronaut_happy_v3.mp4"  # bump when the sample recipe changes
     if not path.is_file():
         make_sample_clip(path)
     return path
@@ -264,7 +264,7 @@ def deid(
     console.print(f"de-identified {len(summary.done)}, already done {len(summary.skipped)}, failed {len(summary.failed)} -> {out_dir}")
     if summary.failed:
         for why in summary.failed.values():
-            console.print(f"[red]failed[/] {why}", highlight=False)
+            console.print(f"[red]failed[/] {why}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -330,7 +330,7 @@ def main() -> None:
     import click
 
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)  # returns the code of a typer.Exit
     except DeemoError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -342,6 +342,7 @@ def main() -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -90,11 +90,12 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
     return path
 
 
-def make_sample_clip(path: str | Path, seconds: float | None = None, text: str = SAMPLE_TEXT, fps: int = 25, audio: bool = True, video: bool = True, pitch: int = 50, words_per_minute: int = 160) -> Path:
+def make_sample_clip(path: str | Path, seconds: float | None = None, text: str = SAMPLE_TEXT, fps: int = 25, audio: bool = True, video: bool = True, pitch: int = 50, words_per_minute: int = 160, voice: str = "en-us") -> Path:
     """A talking-astronaut clip. ``seconds`` None = as long as the speech; else speech repeated/cut to fit."""
-    speech = speak(text, pitch=pitch, words_per_minute=words_per_minute) if audio or seconds is None else None
-    if seconds is None:
+    speech = speak(text, pitch=pitch, words_per_minute=words_per_minute, voice=voice) if audio or seconds is None else None
+    if seconds is None:  # the speech once, then 0.3 s of silence
         seconds = len(speech) / 16000 + 0.3
+        speech = np.concatenate([speech, np.zeros(int(0.3 * 16000), np.float32)])
     n = int(round(seconds * fps))
     wave = None
     if audio:

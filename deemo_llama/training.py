@@ -140,7 +140,7 @@ def train(args: TrainArgs) -> Path:
             inputs = processor.collate(batch)
             out = model(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media)
             (out.loss / args.grad_accum).backward()
-            losses.append(float(out.loss))
+            losses.append(out.loss.item())
             if (i + 1) % args.grad_accum == 0 or i + 1 == len(batches):
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()

@@ -91,3 +91,21 @@ def test_models_create_from_local_parts(tiny_parts, tmp_path):
     assert cfg.video.num_tokens == 3 and cfg.video.projector.type == "linear" and cfg.audio.num_tokens == 16
     again = run("models", "create", out, "--llm", tiny_parts["llm"])
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_deid_bad_input_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    r = run("deid", bad, tmp_path / "out", "--no-transcript")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "bad_mp4" / "report.json").exists()
+
+
+def test_deid_batch_with_one_bad_file_exits_1(tmp_path):
+    from deemo_llama.sample import make_sample_clip
+
+    make_sample_clip(tmp_path / "raw" / "ok.wav", text="hello", video=False)
+    (tmp_path / "raw" / "bad.mp4").write_bytes(b"nope")
+    r = run("deid", tmp_path / "raw", tmp_path / "out", "--no-transcript")
+    assert r.returncode == 1 and "de-identified 1" in r.stderr and "bad.mp4" in r.stderr
+    assert (tmp_path / "out" / "ok_wav" / "report.json").is_file()

@@ -112,12 +112,13 @@ def test_analyze_sample_clip(tmp_path):
 
     out = _analyze_json(make_sample_clip(tmp_path / "happy.mp4"))
     assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores"} <= set(out)
-    assert out["mode"] == "zero-shot-text"
+    assert out["mode"] == "zero-shot-text" and out["deidentified"] is True
+    assert out["deid"]["alpha"] == 0.8 and len(out["deid"]["faces_per_frame"]) == 8
     assert out["inputs_used"] == {"video": True, "audio": True}
     assert "got the job" in out["transcript"].lower()
     assert out["label"] == "happy"  # measured: calibrated zero-shot score 0.70 on this clip
     assert len(out["reasoning"]) > 20
-    assert {"decode", "transcribe", "cues", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
+    assert {"decode", "deid", "transcribe", "cues", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
     assert abs(sum(out["scores"].values()) - 1) < 1e-3
 
 
@@ -165,3 +166,44 @@ def test_prepare_is_idempotent_and_repairs_damage(assets):
     assert after["mobilenet"]["files"] == before["mobilenet"]["files"]
     # The checkpoint depends on the mobilenet digest, which is unchanged: not rebuilt.
     assert {p: p.stat().st_mtime for p in assets["checkpoint"].iterdir()} == mtimes
+
+
+def test_deid_transcript_survives_anonymisation(tmp_path):
+    """Whisper (embedded tiny.en) on the McAdams-anonymised audio still gets the words."""
+    from deemo_llama.privacy.deid import DeidOptions, Deidentifier
+    from deemo_llama.privacy.evaluate import word_error_rate
+    from deemo_llama.sample import make_sample_clip
+
+    text = "I am so happy to see you again today."
+    clip = make_sample_clip(tmp_path / "talk.mp4", text=text, fps=10)
+    report = Deidentifier(DeidOptions()).file(clip, tmp_path / "out")
+    transcript = json.loads((tmp_path / "out" / "transcript.json").read_text())
+    assert transcript["source"] == "anonymised audio" and transcript["segments"][0]["start"] == 0.0
+    assert word_error_rate([text], [transcript["text"]]) <= 0.2
+    assert report["audio"]["speaker_similarity"] < 0.99
+    assert report["audit"]["output_frames_with_faces"] == 0
+
+
+def test_deid_eval_command(tmp_path):
+    """`deemo deid` then `deemo deid-eval` on two espeak speakers x two clips: table, JSON, plot."""
+    from deemo_llama.sample import make_sample_clip
+
+    raw = tmp_path / "raw"
+    texts = ["I am so happy to see you again today.", "Please bring the files to my office."]
+    for spk, voice, pitch in (("alice", "en-us+f3", 60), ("bob", "en-gb+m3", 30)):
+        make_sample_clip(raw / spk / "0.mp4", text=texts[0], fps=5, voice=voice, pitch=pitch)
+        make_sample_clip(raw / spk / "1.wav", text=texts[1], voice=voice, pitch=pitch, video=False)
+        make_sample_clip(raw / spk / "2.flac", text=texts[0], voice=voice, pitch=pitch, video=False)
+    cli = [sys.executable, "-m", "deemo_llama.cli"]
+    r = subprocess.run([*cli, "deid", str(raw), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "deid-eval", str(raw), str(tmp_path / "out"), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["clips"] == 6 and ev["residual_face_rate"] == 0.0 and ev["input_face_rate"] > 0.8
+    assert ev["eer_anonymised"] is not None and ev["eer_original"] is not None
+    assert ev["wer"] is not None and ev["wer"] < 0.5
+    assert -1 <= ev["f0_correlation"] <= 1 and ev["energy_correlation"] > 0.5
+    assert (tmp_path / "out" / "deid_eval.png").stat().st_size > 10_000
+    table = subprocess.run([*cli, "deid-eval", str(raw), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert table.returncode == 0 and "attacker EER" in table.stdout
