@@ -1,7 +1,7 @@
 """Speech to text with a transformers Whisper model (the embedded tiny.en by default).
 
-Audio is cut into 30 s windows (Whisper's context); each window becomes one segment with its time
-span. Near-silent audio gives an empty transcript instead of Whisper's hallucinations.
+Audio is cut into 30 s windows (Whisper's context); Whisper's timestamp tokens split each window
+into timed segments. Near-silent audio gives an empty transcript instead of Whisper's hallucinations.
 """
 
 from __future__ import annotations
@@ -50,8 +50,30 @@ class Transcriber:
             if len(chunk) < sample_rate // 10 or float(np.sqrt(np.mean(chunk**2))) < SILENCE_RMS:
                 continue
             feats = self.processor(chunk, sampling_rate=sample_rate, return_tensors="pt").input_features.to(self.device)
-            ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False)
-            text = self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
-            if text:
-                segments.append(Segment(round(start / sample_rate, 2), round((start + len(chunk)) / sample_rate, 2), text))
+            ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, return_timestamps=True)
+            segments += self._segments(ids[0].tolist(), start / sample_rate, len(chunk) / sample_rate)
         return Transcript(" ".join(s.text for s in segments), segments)
+
+    def _segments(self, ids: list[int], offset: float, window: float) -> list[Segment]:
+        """Split ``<|t0|> text <|t1|>`` runs into segments (Whisper's timestamp tokens, 20 ms steps)."""
+        ts0 = self.model.generation_config.no_timestamps_token_id + 1
+        out, start, buf = [], None, []
+
+        def emit(t0: float, t1: float) -> None:
+            text = self.processor.tokenizer.decode(buf, skip_special_tokens=True).strip()
+            if text:
+                out.append(Segment(round(offset + t0, 2), round(offset + min(t1, window), 2), text))
+
+        for tok in ids:
+            if tok >= ts0:
+                t = (tok - ts0) * 0.02
+                if start is not None and buf:
+                    emit(start, t)
+                    start, buf = None, []
+                else:
+                    start = t
+            elif tok < self.processor.tokenizer.eos_token_id:  # text tokens (specials come after)
+                buf.append(tok)
+        if buf:
+            emit(start or 0.0, window)
+        return out

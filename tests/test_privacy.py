@@ -271,3 +271,22 @@ def test_batch_records_bad_files_and_goes_on(tmp_path):
     s = deidentify(raw, tmp_path / "out", DeidOptions(transcribe=False), progress=False)
     assert s.done == ["good.wav"] and list(s.failed) == ["bad.mp4"]
     assert "not a readable media file" in json.loads((tmp_path / "out" / "errors.json").read_text())["bad.mp4"]
+
+
+def test_zero_frame_video_track_is_treated_as_audio_only(deid, tmp_path):
+    wave = speak("hello there")
+    path = tmp_path / "zero_frames.mp4"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        aus = out.add_stream("aac", rate=16000, layout="mono")
+        for i in range(0, len(wave), 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[i : i + 1024][None]), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i
+            for p in aus.encode(frame):
+                out.mux(p)
+        for p in [*aus.encode(), *vs.encode()]:
+            out.mux(p)
+    report = deid.file(path, tmp_path / "out")
+    assert "video" not in report and report["outputs"] == ["audio.wav"]
+    assert report["audio"]["duration_s"] == pytest.approx(len(wave) / 16000, abs=0.1)

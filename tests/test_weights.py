@@ -207,3 +207,18 @@ def test_deid_eval_command(tmp_path):
     assert (tmp_path / "out" / "deid_eval.png").stat().st_size > 10_000
     table = subprocess.run([*cli, "deid-eval", str(raw), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
     assert table.returncode == 0 and "attacker EER" in table.stdout
+
+
+def test_transcript_segments_have_timestamps(assets):
+    from deemo_llama.sample import speak
+    from deemo_llama.transcribe import Transcriber
+
+    first, second = speak("I am so happy to see you."), speak("Please bring the files to my office.")
+    wave = np.concatenate([first, np.zeros(16000, np.float32), second])
+    tr = Transcriber(assets["whisper"])(wave)
+    assert len(tr.segments) == 2, tr
+    a, b = tr.segments
+    assert 0.0 <= a.start < a.end <= len(first) / 16000 + 0.3
+    # Whisper tiny's timestamps are coarse (the boundary fell at 2.0 s for speech resuming at 2.7 s).
+    assert a.end <= b.start and b.start >= len(first) / 16000 - 0.3 and b.end <= len(wave) / 16000 + 0.05
+    assert "happy" in a.text and "office" in b.text
