@@ -5,6 +5,7 @@ Containers: anything FFmpeg reads (mp4, mov, mkv, webm; wav, mp3, flac, ogg for 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -155,6 +156,48 @@ def _decode_audio(container, stream, max_seconds: float, path: Path) -> np.ndarr
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
+def read_audio(container, stream, max_seconds: float, path: Path) -> np.ndarray | None:
+    """The whole audio track as 16 kHz mono float32 (None if it has no samples); raises if truncated."""
+    container.seek(0)
+    wave = _decode_audio(container, stream, max_seconds, path)
+    if len(wave) == 0:
+        return None
+    declared, got = _stream_duration(stream, container), len(wave) / SAMPLE_RATE
+    if declared and declared > 1.0 and got < TRUNCATION_RATIO * declared:
+        raise MediaError(f"{path}: audio is truncated (decoded {got:.1f} s of {declared:.1f} s)")
+    return wave
+
+
+@contextlib.contextmanager
+def open_media(path: Path, max_seconds: float):
+    """Open ``path`` and yield (container, video stream or None, audio stream or None, declared seconds).
+
+    All checks that need no decoding happen here: the file exists and is not empty, FFmpeg can read
+    it, a WAV header matches the file, there is a usable stream, and it is not longer than the limit.
+    """
+    import av
+
+    _check_file(path)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise MediaError(f"{path}: not a readable media file ({reason})") from None
+    with container:
+        if container.format.name == "wav" and (why := _wav_truncated(path)):
+            raise MediaError(f"{path}: audio is truncated (the file {why})")
+        # Cover art in audio files is a single-frame "video" stream: not a video.
+        vstreams = [s for s in container.streams.video if (s.codec_context.width or 0) > 0 and not (s.disposition & av.stream.Disposition.attached_pic)]
+        astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]
+        if not vstreams and not astreams:
+            raise MediaError(f"{path}: has neither a usable video nor audio stream")
+        durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
+        declared = max(durations) if durations else None
+        if declared is not None and declared > max_seconds:
+            raise MediaError(f"{path}: clip is {declared:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
+        yield container, (vstreams[0] if vstreams else None), (astreams[0] if astreams else None), declared
+
+
 def load_clip(
     path: str | Path,
     num_frames: int = 8,
@@ -171,32 +214,11 @@ def load_clip(
     """
     import time
 
-    import av
-
     t0 = time.perf_counter()
     path = Path(path)
-    _check_file(path)
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise MediaError(f"{path}: not a readable media file ({reason})") from None
-    with container:
-        if container.format.name == "wav" and (why := _wav_truncated(path)):
-            raise MediaError(f"{path}: audio is truncated (the file {why})")
-        vstreams = [s for s in container.streams.video if s.codec_context is not None and (s.codec_context.width or 0) > 0]
-        astreams = [s for s in container.streams.audio if s.codec_context is not None and (s.codec_context.sample_rate or 0) > 0]
-        # Cover art in audio files is a single-frame "video" stream: not a video.
-        vstreams = [s for s in vstreams if not (s.disposition & av.stream.Disposition.attached_pic)] if hasattr(av.stream, "Disposition") else vstreams
-        if not vstreams and not astreams:
-            raise MediaError(f"{path}: has neither a usable video nor audio stream")
-        durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
-        declared = max(durations) if durations else None
-        if declared is not None and declared > max_seconds:
-            raise MediaError(f"{path}: clip is {declared:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
+    with open_media(path, max_seconds) as (container, vs, as_, declared):
         clip = Clip(path=path, duration=declared or 0.0)
-        if video and vstreams:
-            vs = vstreams[0]
+        if video and vs is not None:
             vd = _stream_duration(vs, container)
             targets = sample_times(vd, num_frames, sampling, fps) if vd else None
             kept, kept_t, last_t, n = _decode_video(container, vs, targets, max_seconds, path)
@@ -213,18 +235,13 @@ def load_clip(
                 clip.frame_times = np.asarray(kept_t, dtype=np.float64)
                 clip.fps = float(vs.average_rate) if vs.average_rate else None
                 clip.duration = max(clip.duration, vd or 0.0)
-        if audio and astreams:
-            container.seek(0)
-            wave = _decode_audio(container, astreams[0], max_seconds, path)
-            ad = _stream_duration(astreams[0], container)
-            if len(wave) == 0:
+        if audio and as_ is not None:
+            wave = read_audio(container, as_, max_seconds, path)
+            if wave is None:
                 clip.notes.append("audio stream has no decodable samples")
             else:
-                got = len(wave) / SAMPLE_RATE
-                if ad and ad > 1.0 and got < TRUNCATION_RATIO * ad:
-                    raise MediaError(f"{path}: audio is truncated (decoded {got:.1f} s of {ad:.1f} s)")
                 clip.audio = wave
-                clip.duration = max(clip.duration, got)
+                clip.duration = max(clip.duration, len(wave) / SAMPLE_RATE)
     if not clip.has_video and not clip.has_audio:
         raise MediaError(f"{path}: no decodable video or audio ({'; '.join(clip.notes) or 'streams are empty'})")
     if clip.duration > max_seconds:

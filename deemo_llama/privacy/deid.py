@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import MediaError
-from ..media import SAMPLE_RATE, Clip, _check_file, _decode_audio, _rotate, _stream_duration, _wav_truncated
+from ..media import SAMPLE_RATE, Clip, _rotate, _stream_duration, open_media, read_audio
 from .faces import CenterFaceDetector, FaceMode, HaarFaceDetector, anonymize_frame
 from .speaker import cosine, speaker_embedding
 from .voice import draw_alpha, mcadams
@@ -95,58 +95,36 @@ class Deidentifier:
     # -- files ---------------------------------------------------------------------------------------
     def file(self, src: str | Path, out_dir: str | Path, key: str | None = None) -> dict:
         """De-identify ``src`` into ``out_dir`` (video.mp4 / audio.wav / transcript.json / report.json)."""
-        import av
-
         src, out_dir = Path(src), Path(out_dir)
-        _check_file(src)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(out_dir)
-        t_start = time.perf_counter()
         o = self.options
-        report: dict = {"version": REPORT_VERSION, "input": key or src.name, "options": asdict(o), "privacy": PRIVACY_NOTE}
-        try:
-            container = av.open(str(src))
-        except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise MediaError(f"{src}: not a readable media file ({getattr(e, 'strerror', None) or e})") from None
-        with container:
-            if container.format.name == "wav" and (why := _wav_truncated(src)):
-                raise MediaError(f"{src}: audio is truncated (the file {why})")
-            vstreams = [s for s in container.streams.video if (s.codec_context.width or 0) > 0 and not (s.disposition & av.stream.Disposition.attached_pic)]
-            astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]
-            if not vstreams and not astreams:
-                raise MediaError(f"{src}: has neither a usable video nor audio stream")
-            durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
-            if durations and max(durations) > o.max_seconds:
-                raise MediaError(f"{src}: clip is {max(durations):.1f} s long; the limit is {o.max_seconds:g} s (max_seconds)")
+        with open_media(src, o.max_seconds) as (container, vstream, astream, _declared):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(out_dir)
+            t_start = time.perf_counter()
+            report: dict = {"version": REPORT_VERSION, "input": key or src.name, "options": asdict(o), "privacy": PRIVACY_NOTE}
             # Audio first: it is muxed into the mp4 while the video streams through.
-            wave, anon = None, None
-            if astreams:
-                t = time.perf_counter()
-                wave = _decode_audio(container, astreams[0], o.max_seconds, src)
-                ad = _stream_duration(astreams[0], container)
-                if len(wave) == 0:
-                    wave = None
-                elif ad and ad > 1.0 and len(wave) / SAMPLE_RATE < 0.5 * ad:
-                    raise MediaError(f"{src}: audio is truncated (decoded {len(wave) / SAMPLE_RATE:.1f} s of {ad:.1f} s)")
+            anon = None
+            t = time.perf_counter()
+            wave = read_audio(container, astream, o.max_seconds, src) if astream is not None else None
+            if wave is not None:
                 decode_audio_s = time.perf_counter() - t
-                if wave is not None:
-                    alpha = self._alpha(key or src.name)
-                    t = time.perf_counter()
-                    anon = mcadams(wave, SAMPLE_RATE, alpha)
-                    mc_s = time.perf_counter() - t
-                    report["audio"] = {
-                        "sample_rate": SAMPLE_RATE,
-                        "duration_s": round(len(wave) / SAMPLE_RATE, 3),
-                        "mcadams_alpha": round(alpha, 4),
-                        "speaker_similarity": round(cosine(speaker_embedding(wave), speaker_embedding(anon)), 4),
-                        "speaker_similarity_proxy": "cosine of MFCC mean+std vectors (privacy.speaker); 1.0 = identical voice statistics",
-                        "mcadams_rtf": round(mc_s / max(1e-6, len(wave) / SAMPLE_RATE), 4),
-                        "decode_s": round(decode_audio_s, 3),
-                    }
-                    _write_wav_atomic(out_dir / "audio.wav", anon)
-            if vstreams:
+                alpha = self._alpha(key or src.name)
+                t = time.perf_counter()
+                anon = mcadams(wave, SAMPLE_RATE, alpha)
+                mc_s = time.perf_counter() - t
+                report["audio"] = {
+                    "sample_rate": SAMPLE_RATE,
+                    "duration_s": round(len(wave) / SAMPLE_RATE, 3),
+                    "mcadams_alpha": round(alpha, 4),
+                    "speaker_similarity": round(cosine(speaker_embedding(wave), speaker_embedding(anon)), 4),
+                    "speaker_similarity_proxy": "cosine of MFCC mean+std vectors (privacy.speaker); 1.0 = identical voice statistics",
+                    "mcadams_rtf": round(mc_s / max(1e-6, len(wave) / SAMPLE_RATE), 4),
+                    "decode_s": round(decode_audio_s, 3),
+                }
+                _write_wav_atomic(out_dir / "audio.wav", anon)
+            if vstream is not None:
                 container.seek(0)
-                report["video"], report["audit"] = self._video(container, vstreams[0], anon, out_dir / "video.mp4", src)
+                report["video"], report["audit"] = self._video(container, vstream, anon, out_dir / "video.mp4", src)
             elif anon is None:
                 raise MediaError(f"{src}: no decodable video or audio")
         if anon is not None and o.transcribe:
