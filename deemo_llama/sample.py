@@ -75,7 +75,7 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
             fmt = as_.codec_context.format.name
             pcm = np.clip(audio, -1, 1)
             step = as_.codec_context.frame_size or 1024
-            for i, start in enumerate(range(0, len(pcm), step)):
+            for start in range(0, len(pcm), step):
                 chunk = pcm[start : start + step]
                 if fmt.startswith("s16"):
                     frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16)[None], format="s16" if fmt == "s16" else fmt, layout="mono")

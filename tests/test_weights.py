@@ -6,7 +6,6 @@ Checks the conversions against their sources, and the main job end to end throug
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
