@@ -24,6 +24,8 @@ from .errors import DeemoError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="deemo-llama: privacy-preserving multimodal emotion understanding.")
 models_app = typer.Typer(no_args_is_help=True, help="Build, create and inspect checkpoints.")
 app.add_typer(models_app, name="models")
+tools_app = typer.Typer(no_args_is_help=True, help="Expert tools the LLM can call (OpenAI function calling).")
+app.add_typer(tools_app, name="tools")
 
 
 class DType(str, Enum):
@@ -323,6 +325,63 @@ def train(
     args = TrainArgs(data=data, out=out, checkpoint=checkpoint, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seed=seed, lora=LoraSettings(r=lora_r, alpha=lora_alpha))
     run_training(args)
     typer.echo(f"wrote {out}")
+
+
+@tools_app.command("list")
+def tools_list(as_json: Annotated[bool, typer.Option("--json", help="Print the OpenAI function specs.")] = False) -> None:
+    """The registered expert tools."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .tools import get_tool, tool_names, tool_specs
+
+    if as_json:
+        sys.stdout.write(json.dumps(tool_specs(), indent=2) + "\n")
+        return
+    t = Table(title="expert tools")
+    for col in ("name", "version", "arguments", "description"):
+        t.add_column(col)
+    for name in tool_names():
+        tool = get_tool(name)
+        req = set(tool.parameters.get("required", []))
+        args = ", ".join(a + ("" if a in req else "?") for a in tool.parameters["properties"])
+        t.add_row(name, tool.version, args, tool.description)
+    Console().print(t)
+
+
+@tools_app.command("run")
+def tools_run(
+    name: Annotated[str, typer.Argument(help="Tool name (deemo tools list).")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The file the tool analyses.")],
+    arg: Annotated[Optional[list[str]], typer.Option("--arg", help="Extra argument KEY=VALUE (VALUE parsed as JSON when it can be), repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole JSON envelope.")] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse a cached result for the same file, tool version and arguments.")] = True,
+) -> None:
+    """Run one expert tool on a file and print its summary (or the JSON envelope)."""
+    _quiet_libraries()
+    from .tools import ToolArgumentError, ToolCache, get_tool
+
+    tool = get_tool(name)
+    arguments: dict = {tool.path_arguments[0]: str(input_path)}
+    for item in arg or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DeemoError(f"--arg needs KEY=VALUE, got {item!r}")
+        try:
+            arguments[key] = json.loads(value)
+        except json.JSONDecodeError:
+            arguments[key] = value
+    try:
+        if cache:
+            result, hit = ToolCache().run(tool, arguments)
+        else:
+            result, hit = tool.run(**tool.validate(arguments)).to_dict(), False
+    except ToolArgumentError as e:
+        raise DeemoError(str(e)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        typer.echo(f"{result['tool']} {result['version']} [{result['status']}]{' (cached)' if hit else ''}: {result['summary']}")
 
 
 def main() -> None:

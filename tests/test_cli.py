@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,22 @@ def test_deid_batch_with_one_bad_file_exits_1(tmp_path):
     r = run("deid", tmp_path / "raw", tmp_path / "out", "--no-transcript")
     assert r.returncode == 1 and "de-identified 1" in r.stderr and "bad.mp4" in r.stderr
     assert (tmp_path / "out" / "ok_wav" / "report.json").is_file()
+
+
+def test_tools_list_and_run(tmp_path):
+    import numpy as np
+
+    specs = json.loads(run("tools", "list", "--json").stdout)
+    assert [s["function"]["name"] for s in specs] == ["analyze_physiology"]
+    import neurokit2 as nk
+
+    np.savez(tmp_path / "r.npz", sampling_rate=128, ECG=nk.ecg_simulate(duration=20, sampling_rate=128, heart_rate=90, random_state=0))
+    env = {"DEEMO_HOME": str(tmp_path / "home")}
+    r = run("tools", "run", "analyze_physiology", tmp_path / "r.npz", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["tool"] == "analyze_physiology" and out["envelope_version"] == "1" and 85 < out["estimates"]["features"]["hr_bpm"] < 95
+    again = run("tools", "run", "analyze_physiology", tmp_path / "r.npz", env=env)
+    assert again.returncode == 0 and "(cached)" in again.stdout
+    bad = run("tools", "run", "analyze_physiology", tmp_path / "r.npz", "--arg", "colour=red", env=env)
+    assert bad.returncode == 2 and "unknown argument(s) ['colour']" in bad.stderr

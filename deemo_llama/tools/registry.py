@@ -1,0 +1,81 @@
+"""The tool registry and the per-clip result cache.
+
+The cache key is (tool, tool version, sha256 of the input file, arguments), so the server's tool
+loop can answer repeated calls on the same clip without recomputing, and a new tool version or a
+changed file never returns a stale result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import DeemoError
+from .base import Tool
+
+
+def _tools() -> dict[str, type[Tool]]:
+    from .physiology import AnalyzePhysiology
+
+    return {cls.name: cls for cls in (AnalyzePhysiology,)}
+
+
+def tool_names() -> list[str]:
+    return sorted(_tools())
+
+
+def get_tool(name: str) -> Tool:
+    tools = _tools()
+    if name not in tools:
+        raise DeemoError(f"unknown tool {name!r}; available: {', '.join(sorted(tools))}")
+    return tools[name]()
+
+
+def tool_specs() -> list[dict[str, Any]]:
+    """OpenAI ``tools`` entries of every registered tool."""
+    return [get_tool(n).spec() for n in tool_names()]
+
+
+class ToolCache:
+    """JSON results on disk under ``root`` (default: ``<cache_dir>/tool-results``)."""
+
+    def __init__(self, root: str | Path | None = None):
+        from ..assets import cache_dir
+
+        self.root = Path(root) if root else cache_dir() / "tool-results"
+        self._digests: dict[tuple[str, float, int], str] = {}
+
+    def _file_digest(self, path: Path) -> str:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime, st.st_size)
+        if key not in self._digests:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+            self._digests[key] = h.hexdigest()
+        return self._digests[key]
+
+    def key(self, tool: Tool, path: Path, arguments: dict) -> str:
+        args = {k: v for k, v in arguments.items() if k not in tool.path_arguments}
+        raw = json.dumps([tool.name, tool.version, self._file_digest(path), args], sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def run(self, tool: Tool, arguments: dict) -> tuple[dict, bool]:
+        """(result dict, True if it came from the cache)."""
+        tool.validate(arguments)
+        path = Path(arguments[tool.path_arguments[0]])
+        if not path.is_file():
+            raise DeemoError(f"{path}: no such file")
+        target = self.root / tool.name / f"{self.key(tool, path, arguments)}.json"
+        if target.is_file():
+            return json.loads(target.read_text()), True
+        result = tool.run(**arguments).to_dict()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, target)
+        return result, False
