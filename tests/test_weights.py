@@ -221,3 +221,17 @@ def test_transcript_segments_have_timestamps(assets):
     # Whisper tiny's timestamps are coarse (the boundary fell at 2.0 s for speech resuming at 2.7 s).
     assert a.end <= b.start and b.start >= len(first) / 16000 - 0.3 and b.end <= len(wave) / 16000 + 0.05
     assert "happy" in a.text and "office" in b.text
+
+
+def test_train_then_analyze_multimodal(tmp_path):
+    """`deemo train` (1 LoRA step on the toy set) on the real default, then `analyze --checkpoint`
+    runs in multimodal mode with the trained projectors' media tokens."""
+    script = Path(__file__).parents[1] / "instruction_data" / "build_toy.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "toy"), "--per-label", "1"], check=True, capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "train", str(tmp_path / "toy" / "toy.jsonl"), str(tmp_path / "ckpt"), "--max-steps", "1", "--grad-accum", "4"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "ckpt" / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["examples"] == 4
+    out = _analyze_json(tmp_path / "toy" / "clips" / "happy_0.mp4", "--checkpoint", str(tmp_path / "ckpt"))
+    assert out["mode"] == "multimodal" and out["checkpoint"] == str(tmp_path / "ckpt")
+    assert out["label"] in out["scores"] and out["deidentified"] is True
