@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 import torch
 
-from .media import Clip, load_clip
+from .media import Clip, load_clip_for
 
 # MER2023/2024 classes plus the basic-emotion extras of DFEW/MAFW (domain.md).
 DEFAULT_LABELS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")
@@ -155,8 +155,7 @@ class Analyzer:
         if isinstance(path, Clip):
             clip = path
         else:
-            vcfg = self.model.config.video.encoder if self.model.config.video else None
-            clip = load_clip(path, num_frames=vcfg.num_frames if vcfg else 8, sampling=vcfg.sampling if vcfg else "uniform", fps=vcfg.fps if vcfg else 1.0, max_seconds=self.max_seconds)
+            clip = load_clip_for(self.model.config, path, self.max_seconds)
         timings["decode"] = clip.decode_s
         deid_info = None
         if self.deidentifier is not None:

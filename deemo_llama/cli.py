@@ -176,7 +176,7 @@ def analyze(
 
     from .assets import default_checkpoint
     from .config import DeemoConfig
-    from .media import load_clip
+    from .media import load_clip_for
 
     clip = sample_clip_path() if sample else clip
     try:
@@ -184,8 +184,7 @@ def analyze(
     except (FileNotFoundError, ValueError) as e:
         raise DeemoError(str(e)) from None
     # Decode first: bad input fails in a second, before any model loads.
-    venc = cfg.video.encoder if cfg.video else None
-    decoded = load_clip(clip, num_frames=venc.num_frames if venc else 8, sampling=venc.sampling if venc else "uniform", fps=venc.fps if venc else 1.0, max_seconds=max_seconds)
+    decoded = load_clip_for(cfg, clip, max_seconds)
     console = Console(stderr=as_json)
     with console.status("loading models ..."):
         analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid)

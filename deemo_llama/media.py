@@ -248,3 +248,11 @@ def load_clip(
         raise MediaError(f"{path}: clip is {clip.duration:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
     clip.decode_s = time.perf_counter() - t0
     return clip
+
+
+def load_clip_for(config, path: str | Path, max_seconds: float = 600.0) -> Clip:
+    """Decode ``path`` with the frame sampling of a DeemoConfig's video encoder (defaults without video)."""
+    enc = config.video.encoder if config.video is not None else None
+    if enc is None:
+        return load_clip(path, max_seconds=max_seconds)
+    return load_clip(path, num_frames=enc.num_frames, sampling=enc.sampling, fps=enc.fps, max_seconds=max_seconds)

@@ -96,14 +96,13 @@ def load_records(path: Path) -> list[dict]:
 
 def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
     """Token ids + labels + decoded media for one record."""
-    from .media import load_clip
+    from .media import load_clip_for
 
     ids, labels = processor.encode_for_training(rec["messages"])
     n = count_media(rec["messages"])
     videos, audios = [], []
     if n["video"] or n["audio"]:
-        v = processor.config.video.encoder if processor.config.video else None
-        clip = load_clip(root / rec["media"], num_frames=v.num_frames if v else 8, sampling=v.sampling if v else "uniform", fps=v.fps if v else 1.0)
+        clip = load_clip_for(processor.config, root / rec["media"])
         if n["video"] and not clip.has_video:
             raise DeemoError(f"{rec['media']}: record asks for video but the file has none")
         if n["audio"] and not clip.has_audio:
