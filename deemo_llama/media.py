@@ -218,6 +218,10 @@ def load_clip(
     path = Path(path)
     with open_media(path, max_seconds) as (container, vs, as_, declared):
         clip = Clip(path=path, duration=declared or 0.0)
+        if not video and as_ is None:
+            raise MediaError(f"{path}: has no audio track (only its audio was asked for)")
+        if not audio and vs is None:
+            raise MediaError(f"{path}: has no video track (only its video was asked for)")
         if video and vs is not None:
             vd = _stream_duration(vs, container)
             targets = sample_times(vd, num_frames, sampling, fps) if vd else None

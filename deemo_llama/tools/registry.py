@@ -19,8 +19,9 @@ from .base import Tool
 
 def _tools() -> dict[str, type[Tool]]:
     from .physiology import AnalyzePhysiology
+    from .voice import AnalyzeVoice
 
-    return {cls.name: cls for cls in (AnalyzePhysiology,)}
+    return {cls.name: cls for cls in (AnalyzePhysiology, AnalyzeVoice)}
 
 
 def tool_names() -> list[str]:
