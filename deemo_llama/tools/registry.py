@@ -18,10 +18,11 @@ from .base import Tool
 
 
 def _tools() -> dict[str, type[Tool]]:
+    from .body import AnalyzeBodyLanguage
     from .physiology import AnalyzePhysiology
     from .voice import AnalyzeVoice
 
-    return {cls.name: cls for cls in (AnalyzePhysiology, AnalyzeVoice)}
+    return {cls.name: cls for cls in (AnalyzeBodyLanguage, AnalyzePhysiology, AnalyzeVoice)}
 
 
 def tool_names() -> list[str]:
