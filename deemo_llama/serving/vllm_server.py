@@ -1,0 +1,153 @@
+"""Start and stop a real vLLM OpenAI server for a deemo checkpoint (used by ``deemo serve`` and tests).
+
+    with VllmServer(checkpoint, port=8011) as server:   # returns once /v1/models answers
+        print(server.url)                                  # http://127.0.0.1:8011/v1
+
+The server runs in the serving environment's Python (``DEEMO_VLLM_PYTHON``, else ``.venv-vllm``
+next to this project's ``.venv``; ``bash scripts/setup-vllm.sh`` builds it), with the checkpoint's
+chat template, the ``hermes`` tool parser (the template's ``<tool_call>`` format), LoRA enabled, and
+local media only under ``allowed_media_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeemoError
+
+
+class ServingSetupError(DeemoError):
+    """The serving environment is missing (exit code 3, like a missing embedded asset)."""
+
+    exit_code = 3
+
+
+def vllm_python() -> Path:
+    """The serving environment's interpreter."""
+    env = os.environ.get("DEEMO_VLLM_PYTHON")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python", Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ServingSetupError("no vLLM environment found: run `bash scripts/setup-vllm.sh` (or set DEEMO_VLLM_PYTHON)")
+
+
+@dataclass
+class VllmOptions:
+    """What ``deemo serve`` passes through to vLLM. ``extra`` is appended verbatim (GPU options...)."""
+
+    served_name: str = "deemo"
+    host: str = "127.0.0.1"
+    port: int = 8011
+    dtype: str = "float32"  # bf16 on CPU differs from HF's fp32 greedy output; GPUs: pass bfloat16
+    max_model_len: int = 4096
+    kv_cache_gib: int = 2  # CPU only (VLLM_CPU_KVCACHE_SPACE)
+    max_lora_rank: int = 64
+    lora_modules: dict[str, str] = field(default_factory=dict)  # served name -> adapter dir
+    allowed_media_dir: str | None = None
+    video_frames: int = 8
+    max_media_per_prompt: int = 4
+    extra: list[str] = field(default_factory=list)
+
+
+def vllm_command(checkpoint: str | Path, o: VllmOptions) -> list[str]:
+    ckpt = Path(checkpoint).resolve()
+    cmd = [
+        str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(ckpt), "--served-model-name", o.served_name, "--dtype", o.dtype,
+        "--max-model-len", str(o.max_model_len), "--host", o.host, "--port", str(o.port),
+        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+        "--limit-mm-per-prompt", f'{{"video": {o.max_media_per_prompt}, "audio": {o.max_media_per_prompt}}}',
+        "--media-io-kwargs", f'{{"video": {{"num_frames": {o.video_frames}}}}}',
+        "--enable-lora", "--max-lora-rank", str(o.max_lora_rank),
+    ]
+    if (ckpt / "chat_template.jinja").is_file():
+        cmd += ["--chat-template", str(ckpt / "chat_template.jinja")]
+    if o.lora_modules:
+        cmd += ["--lora-modules", *(f"{k}={v}" for k, v in o.lora_modules.items())]
+    if o.allowed_media_dir:
+        cmd += ["--allowed-local-media-path", str(Path(o.allowed_media_dir).resolve())]
+    return cmd + list(o.extra)
+
+
+class VllmServer:
+    """A vLLM server subprocess; ``start()`` waits for readiness, ``stop()`` ends its process group."""
+
+    def __init__(self, checkpoint: str | Path, options: VllmOptions | None = None, log_path: str | Path | None = None, startup_timeout_s: float = 600.0):
+        self.checkpoint = Path(checkpoint)
+        self.options = options or VllmOptions()
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="deemo-vllm-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.options.port}/v1"
+
+    def start(self) -> "VllmServer":
+        if not (self.checkpoint / "config.json").is_file():
+            raise DeemoError(f"{self.checkpoint}: not a deemo-llama checkpoint (no config.json)")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": str(self.options.kv_cache_gib), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        log = open(self.log_path, "wb")
+        # own process group: vLLM forks an engine core; stop() signals the whole group
+        self.proc = subprocess.Popen(vllm_command(self.checkpoint, self.options), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DeemoError(f"vLLM exited with code {self.proc.returncode} during start-up; its log: {self.log_path}\n{self.tail()}")
+            if self.ready():
+                return self
+            time.sleep(2)
+        self.stop()
+        raise DeemoError(f"vLLM was not ready after {self.startup_timeout_s:g} s; its log: {self.log_path}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)  # vLLM shuts down its engine cleanly on SIGINT
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> "VllmServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def have_vllm() -> bool:
+    try:
+        vllm_python()
+        return True
+    except DeemoError:
+        return False
+
+
+__all__ = ["ServingSetupError", "VllmOptions", "VllmServer", "have_vllm", "vllm_command", "vllm_python"]
