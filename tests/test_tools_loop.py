@@ -100,3 +100,27 @@ def test_chat_template_renders_specs_and_tool_results(tiny, session):
     assert '"name": "analyze_voice"' in text and '"clip"' not in text
     assert '<tool_call>\n{"name": "analyze_voice", "arguments": {}}\n</tool_call>' in text
     assert "<tool_response>" in text and "anonymised voice" in text
+
+
+def test_cache_key_covers_every_input_file(tmp_path):
+    """A tool reading two files (like the face tool's clip + OpenFace CSV): changing either one
+    must give a new key, or the cache would answer with a stale result."""
+    from deemo_llama.tools.base import Tool
+
+    class TwoFiles(Tool):
+        name, version, description, privacy = "two_files", "1", "test", "test"
+        parameters = {"type": "object", "properties": {"clip": {"type": "string"}, "extra": {"type": "string"}}, "required": ["clip"]}
+        path_arguments = ("clip", "extra")
+
+        def run(self, **kw):  # pragma: no cover - not called
+            raise AssertionError
+
+    clip, extra = tmp_path / "c.bin", tmp_path / "e.csv"
+    clip.write_bytes(b"clip")
+    extra.write_text("a")
+    cache, tool = ToolCache(tmp_path / "cache"), TwoFiles()
+    args = {"clip": str(clip), "extra": str(extra)}
+    k1 = cache.key(tool, clip, args)
+    extra.write_text("b, changed")
+    assert cache.key(tool, clip, args) != k1
+    assert cache.key(tool, clip, {"clip": str(clip)}) != k1

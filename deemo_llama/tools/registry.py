@@ -1,6 +1,6 @@
 """The tool registry and the per-clip result cache.
 
-The cache key is (tool, tool version, sha256 of the input file, arguments), so the server's tool
+The cache key is (tool, tool version, sha256 of every input file, other arguments), so the server's tool
 loop can answer repeated calls on the same clip without recomputing, and a new tool version or a
 changed file never returns a stale result.
 """
@@ -19,10 +19,11 @@ from .base import Tool
 
 def _tools() -> dict[str, type[Tool]]:
     from .body import AnalyzeBodyLanguage
+    from .face import AnalyzeFacialExpression
     from .physiology import AnalyzePhysiology
     from .voice import AnalyzeVoice
 
-    return {cls.name: cls for cls in (AnalyzeBodyLanguage, AnalyzePhysiology, AnalyzeVoice)}
+    return {cls.name: cls for cls in (AnalyzeBodyLanguage, AnalyzeFacialExpression, AnalyzePhysiology, AnalyzeVoice)}
 
 
 def tool_names() -> list[str]:
@@ -62,8 +63,10 @@ class ToolCache:
         return self._digests[key]
 
     def key(self, tool: Tool, path: Path, arguments: dict) -> str:
+        """Every input file counts by content (a changed OpenFace CSV for the same clip is a new key)."""
         args = {k: v for k, v in arguments.items() if k not in tool.path_arguments}
-        raw = json.dumps([tool.name, tool.version, self._file_digest(path), args], sort_keys=True)
+        files = {k: self._file_digest(Path(arguments[k])) for k in tool.path_arguments if k in arguments and Path(arguments[k]).is_file()}
+        raw = json.dumps([tool.name, tool.version, self._file_digest(path), files, args], sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def run(self, tool: Tool, arguments: dict) -> tuple[dict, bool]:
