@@ -1,0 +1,143 @@
+"""Media content parts of an OpenAI chat request -> raw files inside the privacy boundary.
+
+Accepted parts (OpenAI shapes, as vLLM takes them):
+    {"type": "video_url", "video_url": {"url": URL}}
+    {"type": "audio_url", "audio_url": {"url": URL}}
+    {"type": "input_audio", "input_audio": {"data": BASE64, "format": "wav" | "mp3" | ...}}
+URL: a ``data:`` URL (base64); a local path or ``file://`` URL only under the allow-listed folder;
+``http(s)://`` only when remote fetching is enabled. Raw bytes go to a per-request scratch folder
+in RAM (/dev/shm when present), deleted when the request ends: no media is written to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+MEDIA_TYPES = {"video_url": "video", "audio_url": "audio", "input_audio": "audio"}
+AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "m4a", "webm"}
+
+
+class GatewayError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass
+class MediaPolicy:
+    media_dir: Path | None = None  # local paths allowed only under here (None: no local paths)
+    allow_remote: bool = False
+    max_bytes: int = 64 << 20
+    max_items: int = 4
+
+
+@dataclass
+class RawMedia:
+    kind: str  # "video" | "audio"
+    path: Path  # in the request's scratch folder, or the allow-listed original
+    where: str  # messages[i].content[j], for error messages
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    """A per-request folder in RAM when the machine has /dev/shm (tmpfs), else the temp dir."""
+    root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="deemo-gw-", dir=root)
+
+
+def _decode_b64(data: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise GatewayError(400, f"{where}: media data is not valid base64", param=where) from None
+
+
+def _fetch(url: str, policy: MediaPolicy, where: str) -> bytes:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=20) as r:
+            data = r.read(policy.max_bytes + 1)
+    except OSError as e:
+        raise GatewayError(400, f"{where}: could not fetch {url} ({e})", param=where) from None
+    return data
+
+
+def _local(url: str, policy: MediaPolicy, where: str) -> Path:
+    path = Path(unquote(urlparse(url).path) if url.startswith("file://") else url)
+    if policy.media_dir is None:
+        raise GatewayError(403, f"{where}: local media paths are not allowed on this server (no media folder is configured); send a data: URL", "permission_error", where)
+    root = policy.media_dir.resolve()
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise GatewayError(403, f"{where}: {path} is outside the allowed media folder {root}", "permission_error", where)
+    if not real.is_file():
+        raise GatewayError(400, f"{where}: {path}: no such file", param=where)
+    if real.stat().st_size > policy.max_bytes:
+        raise GatewayError(413, f"{where}: {path} is {real.stat().st_size} bytes; the limit is {policy.max_bytes}", param=where)
+    return real
+
+
+def resolve_part(part: dict, policy: MediaPolicy, scratch: Path, where: str) -> RawMedia:
+    """One media part -> RawMedia (raises GatewayError with an HTTP status)."""
+    ptype = part.get("type")
+    kind = MEDIA_TYPES[ptype]
+    body = part.get(ptype)
+    if not isinstance(body, dict):
+        raise GatewayError(400, f"{where}: a {ptype} part needs a {ptype!r} object", param=where)
+    if ptype == "input_audio":
+        fmt = str(body.get("format", "wav")).lower()
+        if fmt not in AUDIO_FORMATS:
+            raise GatewayError(400, f"{where}: input_audio format {fmt!r} is not one of {sorted(AUDIO_FORMATS)}", param=where)
+        if not isinstance(body.get("data"), str):
+            raise GatewayError(400, f"{where}: input_audio needs base64 'data'", param=where)
+        data, suffix = _decode_b64(body["data"], where), "." + fmt
+    else:
+        url = body.get("url")
+        if not isinstance(url, str) or not url:
+            raise GatewayError(400, f"{where}: {ptype} needs a 'url'", param=where)
+        if url.startswith("data:"):
+            header, sep, payload = url[5:].partition(",")
+            if not sep or ";base64" not in header:
+                raise GatewayError(400, f"{where}: only base64 data: URLs are accepted", param=where)
+            mime = header.split(";")[0]
+            data, suffix = _decode_b64(payload, where), "." + (mime.split("/")[-1] if "/" in mime else "bin")
+        elif url.startswith(("http://", "https://")):
+            if not policy.allow_remote:
+                raise GatewayError(403, f"{where}: remote media URLs are disabled on this server (start it with --allow-remote-media)", "permission_error", where)
+            data, suffix = _fetch(url, policy, where), Path(urlparse(url).path).suffix or ".bin"
+        else:
+            return RawMedia(kind, _local(url, policy, where), where)
+    if len(data) > policy.max_bytes:
+        raise GatewayError(413, f"{where}: media is {len(data)} bytes; the limit is {policy.max_bytes}", param=where)
+    if not data:
+        raise GatewayError(400, f"{where}: media is empty", param=where)
+    path = scratch / f"{len(list(scratch.iterdir()))}{suffix}"
+    path.write_bytes(data)
+    return RawMedia(kind, path, where)
+
+
+def collect_media(messages: list[dict], policy: MediaPolicy, scratch: Path) -> list[tuple[int, int, RawMedia]]:
+    """(message index, part index, RawMedia) for every media part, in prompt order."""
+    found = []
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") in MEDIA_TYPES:
+                if len(found) >= policy.max_items:
+                    raise GatewayError(400, f"more than {policy.max_items} media parts in one request", param=f"messages[{i}].content[{j}]")
+                found.append((i, j, resolve_part(part, policy, scratch, f"messages[{i}].content[{j}]")))
+    return found

@@ -1,0 +1,228 @@
+"""The assistant gateway (privacy boundary + tool loop) with the official openai client, on loopback,
+in front of a scripted model server (the real-vLLM end to end is in test_serving_vllm.py)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from scripted_backend import Script, ServerThread, make_app
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def script():
+    return Script()
+
+
+@pytest.fixture(scope="module")
+def backend(script):
+    with ServerThread(make_app(script), _port()) as srv:
+        yield f"http://127.0.0.1:{srv.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from deemo_llama.sample import make_sample_clip
+
+    d = tmp_path_factory.mktemp("gw-media")
+    make_sample_clip(d / "talk.mp4", seconds=2.0, text="I am so happy today.")
+    make_sample_clip(d / "speech.wav", text="I am so happy today.", video=False)
+    (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return d
+
+
+def _start_gateway(backend, clips, **kw):
+    from deemo_llama.serving.gateway import Gateway, GatewaySettings
+    from deemo_llama.serving.media_parts import MediaPolicy
+
+    settings = GatewaySettings(backend_url=backend, media=MediaPolicy(media_dir=clips, max_bytes=kw.pop("max_bytes", 8 << 20)), **kw)
+    return ServerThread(Gateway(settings).app, _port())
+
+
+@pytest.fixture(scope="module")
+def gateway(backend, clips):
+    with _start_gateway(backend, clips, max_concurrency=1) as srv:
+        yield f"http://127.0.0.1:{srv.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def client(gateway):
+    from openai import OpenAI
+
+    return OpenAI(base_url=gateway, api_key="unused", timeout=120, max_retries=0)
+
+
+def _data_url(path, mime):
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _video_msg(url, text="How does the person feel?"):
+    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": text}]}]
+
+
+def _faces(video_bytes: bytes) -> tuple[int, int]:
+    import av
+
+    from deemo_llama.privacy.faces import HaarFaceDetector
+
+    haar = HaarFaceDetector()
+    with av.open(io.BytesIO(video_bytes)) as c:
+        flags = [bool(haar(f.to_ndarray(format="rgb24"))) for f in c.decode(video=0)]
+    return sum(flags), len(flags)
+
+
+def test_models(client):
+    assert [m.id for m in client.models.list().data] == ["deemo"]
+
+
+def test_only_deidentified_media_reach_the_model(client, script, clips):
+    script.requests.clear()
+    raw = (clips / "talk.mp4").read_bytes()
+    assert _faces(raw)[0] > 0  # the raw clip shows a face
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, extra_body={"deemo": {"experts": "none"}})
+    assert r.choices[0].message.content == "ANSWER: no tools"
+    ext = r.model_extra["deemo"]
+    assert ext["deidentification"][0]["kind"] == "video" and ext["deidentification"][0]["frames_with_faces"] > 0
+    sent = script.requests[-1]["messages"][0]["content"][0]
+    assert sent["type"] == "video_url" and sent["video_url"]["url"].startswith("data:video/mp4;base64,")
+    forwarded = base64.b64decode(sent["video_url"]["url"].split(",", 1)[1])
+    assert forwarded != raw
+    faces, frames = _faces(forwarded)
+    assert frames >= 40 and faces == 0  # no detectable face left
+    assert "tools" not in script.requests[-1]
+
+
+def test_local_path_under_the_media_folder_and_audio_anonymised(client, script, clips):
+    import av
+
+    script.requests.clear()
+    msgs = [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "Listen."}]}]
+    client.chat.completions.create(model="deemo", messages=msgs, max_tokens=8, extra_body={"deemo": {"experts": "none"}})
+    part = script.requests[-1]["messages"][0]["content"][0]
+    assert part["type"] == "input_audio" and part["input_audio"]["format"] == "wav"
+    with av.open(io.BytesIO(base64.b64decode(part["input_audio"]["data"]))) as c:
+        anon = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    with av.open(str(clips / "speech.wav")) as c:
+        raw = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert len(anon) == len(raw) and not np.array_equal(anon, raw)  # same speech length, other samples
+
+
+def test_tool_loop_runs_the_expert_on_the_raw_clip(client, script, clips):
+    script.requests.clear()
+    script.call = ("analyze_voice", "{}")
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16)
+    trace = r.model_extra["deemo"]["tool_trace"]
+    assert [s["name"] for s in trace] == ["analyze_voice"] and trace[0]["status"] == "ok"
+    assert r.choices[0].message.content == "ANSWER: " + trace[0]["summary"]
+    first, second = script.requests[-2:]
+    offered = {t["function"]["name"] for t in first["tools"]}
+    assert offered == {"analyze_facial_expression", "analyze_body_language", "analyze_voice"}
+    assert all("clip" not in t["function"]["parameters"]["properties"] for t in first["tools"])
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert str(clips) not in json.dumps(first) + json.dumps(second)  # no raw path reaches the model
+
+
+def test_streamed_tool_loop(gateway, script, clips):
+    """Raw SSE: the tool step arrives as a chunk with deemo.tool_step, then the answer's deltas."""
+    import httpx
+
+    script.call = ("analyze_voice", '{"start_s": 0.5}')
+    body = {"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4")), "max_tokens": 16, "stream": True}
+    chunks = []
+    with httpx.stream("POST", f"{gateway}/chat/completions", json=body, timeout=120) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(json.loads(line[6:]))
+    steps = [c["deemo"]["tool_step"] for c in chunks if "tool_step" in c.get("deemo", {})]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert len(steps) == 1 and steps[0]["arguments"] == {"start_s": 0.5}
+    assert text == "ANSWER: " + steps[0]["summary"] and len([c for c in chunks if c["choices"][0]["delta"].get("content")]) > 2
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_openai_client_streams(client, script):
+    deltas = [c.choices[0].delta.content for c in client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True) if c.choices and c.choices[0].delta.content]
+    assert "".join(deltas) == "ANSWER: no tools"
+
+
+BAD = [
+    ("invalid JSON", b"{not json", 400, "not valid JSON"),
+    ("no messages", {"model": "deemo", "messages": []}, 400, "non-empty list"),
+    ("unknown model", {"model": "gpt-17", "messages": [{"role": "user", "content": "hi"}]}, 404, "does not exist"),
+    ("bad role", {"model": "deemo", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
+    ("unknown part", {"model": "deemo", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, "unsupported content part"),
+    ("bad base64", {"model": "deemo", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "%%%", "format": "wav"}}]}]}, 400, "not valid base64"),
+    ("outside allow-list", {"model": "deemo", "messages": _video_msg("file:///etc/passwd")}, 403, "outside the allowed media folder"),
+    ("remote fetch off", {"model": "deemo", "messages": _video_msg("https://example.com/a.mp4")}, 403, "remote media URLs are disabled"),
+    ("client tools", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "x"}}]}, 400, "client-side tools"),
+    ("max_tokens", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
+]
+
+
+@pytest.mark.parametrize("name,body,status,text", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_4xx_openai_error(gateway, name, body, status, text):
+    import httpx
+
+    kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    r = httpx.post(f"{gateway}/chat/completions", timeout=60, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert text in err["message"] and {"message", "type", "param", "code"} <= set(err)
+
+
+def test_corrupt_and_missing_media(gateway, clips):
+    import httpx
+
+    for url, status, text in ((_data_url(clips / "corrupt.mp4", "video/mp4"), 400, "messages[0].content[0]"), (f"file://{clips / 'nope.mp4'}", 400, "no such file")):
+        r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": _video_msg(url)}, timeout=60)
+        assert r.status_code == status and text in r.json()["error"]["message"], r.text
+        assert str(clips) not in r.json()["error"]["message"] or "no such file" in text
+
+
+def test_bad_tool_calls_from_the_model_are_422(gateway, script, clips):
+    import httpx
+
+    for call, text in ((("rm_rf", "{}"), "does not offer"), (("analyze_voice", '{"start_s": "soon"}'), "must be number"), (("analyze_voice", '{"clip": "/etc/passwd"}'), "supplied by the server")):
+        script.call = call
+        r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=120)
+        assert r.status_code == 422 and text in r.json()["error"]["message"], r.text
+    script.call = ("analyze_voice", "{}")
+
+
+def test_busy_server_answers_429_and_keeps_serving(gateway, client):
+    import httpx
+
+    slow = threading.Thread(target=lambda: httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "slow please"}]}, timeout=60))
+    slow.start()
+    import time
+
+    time.sleep(0.5)
+    r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+    slow.join()
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "still there?"}], max_tokens=4).choices[0].message.content
+
+
+def test_api_key_and_size_limits(backend, clips):
+    import httpx
+
+    with _start_gateway(backend, clips, api_key="s3cret", max_bytes=1000) as srv:
+        url = f"http://127.0.0.1:{srv.port}/v1"
+        assert httpx.get(f"{url}/models").status_code == 401
+        ok = httpx.get(f"{url}/models", headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        big = httpx.post(f"{url}/chat/completions", headers={"authorization": "Bearer s3cret"}, json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=60)
+        assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
