@@ -91,9 +91,10 @@ def test_only_deidentified_media_reach_the_model(client, script, clips):
     script.requests.clear()
     raw = (clips / "talk.mp4").read_bytes()
     assert _faces(raw)[0] > 0  # the raw clip shows a face
-    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, extra_body={"deemo": {"experts": "none"}})
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, extra_body={"deemo": {"experts": "none", "return_media": True}})
     assert r.choices[0].message.content == "ANSWER: no tools"
     ext = r.model_extra["deemo"]
+    assert ext["deidentified_media"][0]["url"] == script.requests[-1]["messages"][0]["content"][0]["video_url"]["url"]
     assert ext["deidentification"][0]["kind"] == "video" and ext["deidentification"][0]["frames_with_faces"] > 0
     sent = script.requests[-1]["messages"][0]["content"][0]
     assert sent["type"] == "video_url" and sent["video_url"]["url"].startswith("data:video/mp4;base64,")
@@ -169,6 +170,7 @@ BAD = [
     ("remote fetch off", {"model": "deemo", "messages": _video_msg("https://example.com/a.mp4")}, 403, "remote media URLs are disabled"),
     ("client tools", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "x"}}]}, 400, "client-side tools"),
     ("max_tokens", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
+    ("deemo option", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"expert": "tools"}}, 400, "unknown deemo option"),
 ]
 
 

@@ -56,6 +56,14 @@ class Prepared:
     messages: list[dict]  # with de-identified media only
     clip: Path | None  # the raw clip the experts read (never leaves the gateway)
     deid: list[dict]  # per media part: what was done
+    forwarded: list[dict] = field(default_factory=list)  # the de-identified parts, as sent to the model
+
+    def extension(self, body: dict) -> dict:
+        """The ``deemo`` field's start: what the boundary did (and, on request, the media it sent)."""
+        ext = {"deidentification": self.deid}
+        if (body.get("deemo") or {}).get("return_media"):
+            ext["deidentified_media"] = [{"part": d["part"], "kind": d["kind"], "url": (p.get("video_url") or {}).get("url") or f"data:audio/wav;base64,{p['input_audio']['data']}"} for d, p in zip(self.deid, self.forwarded)]
+        return ext
 
 
 def _error_response(e: GatewayError):
@@ -103,6 +111,9 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
     ext = body.get("deemo") or {}
     if not isinstance(ext, dict) or ext.get("experts", settings.experts) not in ("tools", "context", "none"):
         raise GatewayError(400, "deemo.experts must be one of tools, context, none", param="deemo.experts")
+    unknown = sorted(set(ext) - {"experts", "return_media"})
+    if unknown:
+        raise GatewayError(400, f"unknown deemo option(s) {unknown}; expected experts, return_media", param="deemo")
     return body
 
 
@@ -200,14 +211,15 @@ class Gateway:
 
         messages = json.loads(json.dumps(body["messages"]))
         media = collect_media(messages, self.settings.media, scratch)
-        deid, clip = [], None
+        deid, clip, forwarded = [], None, []
         for i, j, raw in media:
             part, report = await run_in_threadpool(self._deidentify, raw, scratch)
             messages[i]["content"][j] = part
             deid.append(report)
+            forwarded.append(part)
             if clip is None or (raw.kind == "video" and clip.suffix in (".wav", ".mp3", ".flac", ".ogg")):
                 clip = raw.path  # the experts read the first video (or else the first audio)
-        return Prepared(messages, clip, deid)
+        return Prepared(messages, clip, deid, forwarded)
 
     def _deidentify(self, raw: RawMedia, scratch: Path) -> tuple[dict, dict]:
         out = scratch / f"deid-{uuid.uuid4().hex[:8]}"
@@ -295,7 +307,7 @@ class Gateway:
             trace += steps
             messages = messages + [{"role": "assistant", "content": msg.content, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in steps]}] + [s.message() for s in steps]
         out = resp.model_dump(exclude_none=True)
-        out["deemo"] = {"experts": mode, "tool_trace": [s.to_dict() for s in trace], "deidentification": prepared.deid}
+        out["deemo"] = {"experts": mode, "tool_trace": [s.to_dict() for s in trace], **prepared.extension(body)}
         return out
 
     async def _stream(self, body: dict, prepared: Prepared, scratch) -> AsyncIterator[bytes]:
@@ -311,7 +323,7 @@ class Gateway:
         try:
             mode, session = self._session(body, prepared)
             messages = prepared.messages
-            yield chunk({"role": "assistant"}, deemo={"experts": mode, "deidentification": prepared.deid})
+            yield chunk({"role": "assistant"}, deemo={"experts": mode, **prepared.extension(body)})
             if session is not None and mode == "context":
                 messages, steps = await self._context_messages(session, messages)
                 for s in steps:
