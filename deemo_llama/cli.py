@@ -6,6 +6,8 @@
     deemo analyze CLIP [--json]     emotion + reasoning for one clip (``--sample`` for the bundled one)
     deemo sample OUT                write a synthetic talking-face clip
     deemo train DATA OUT            LoRA fine-tuning on instruction data (JSONL)
+    deemo physio eval DATA --format deap|dreamer    subject-independent valence/arousal accuracy/F1
+    deemo physio train DATA --format deap|dreamer   train the analyze_physiology model (--out DIR)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Build, create and inspect c
 app.add_typer(models_app, name="models")
 tools_app = typer.Typer(no_args_is_help=True, help="Expert tools the LLM can call (OpenAI function calling).")
 app.add_typer(tools_app, name="tools")
+physio_app = typer.Typer(no_args_is_help=True, help="The analyze_physiology valence/arousal model: train and evaluate subject-independently on DEAP/DREAMER.")
+app.add_typer(physio_app, name="physio")
 
 
 class DType(str, Enum):
@@ -381,6 +385,88 @@ def tools_run(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         typer.echo(f"{result['tool']} {result['version']} [{result['status']}]{' (cached)' if hit else ''}: {result['summary']}")
+
+
+# -- physio ----------------------------------------------------------------------------------------
+class PhysioFormat(str, Enum):
+    deap = "deap"
+    dreamer = "dreamer"
+
+
+class PhysioTarget(str, Enum):
+    valence = "valence"
+    arousal = "arousal"
+    both = "both"
+
+
+PhysioData = Annotated[Path, typer.Argument(help="DEAP: a folder of preprocessed sXX.dat files; DREAMER: DREAMER.mat.")]
+PhysioFormatOpt = Annotated[PhysioFormat, typer.Option("--format", help="Dataset layout (labels: DEAP high if >= 5 of 9, DREAMER if >= 3 of 5).")]
+PhysioTargetOpt = Annotated[PhysioTarget, typer.Option(help="Which rating to model.")]
+PhysioFoldsOpt = Annotated[int, typer.Option(min=2, help="Folds over subjects (GroupKFold); >= the number of subjects is leave-one-subject-out.")]
+PhysioCacheOpt = Annotated[bool, typer.Option(help="Reuse per-trial features cached in <cache_dir>/physio-features.")]
+
+
+def _physio_targets(target: PhysioTarget) -> tuple[str, ...]:
+    return ("valence", "arousal") if target is PhysioTarget.both else (target.value,)
+
+
+def _print_physio_report(report, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, caption=f"{report.scheme}; {len(report.subjects)} subjects, {report.n_trials} trials, {report.n_features} features; no subject in both train and test")
+    for col in ("target", "accuracy", "F1", "majority accuracy", "majority F1", "high share", "fold accuracy"):
+        t.add_column(col)
+    for target, s in report.scores.items():
+        spread = f"{min(s.fold_accuracy):.2f}-{max(s.fold_accuracy):.2f}"
+        t.add_row(target, f"{s.accuracy:.3f}", f"{s.f1:.3f}", f"{s.majority_accuracy:.3f}", f"{s.majority_f1:.3f}", f"{s.positive_rate:.2f}", spread)
+    Console().print(t)
+
+
+@physio_app.command("eval")
+def physio_eval(
+    data: PhysioData,
+    fmt: PhysioFormatOpt,
+    target: PhysioTargetOpt = PhysioTarget.both,
+    folds: PhysioFoldsOpt = 5,
+    cache: PhysioCacheOpt = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Subject-independent accuracy and F1 of the physiology model vs the majority-class baseline."""
+    from .tools.physio_model import evaluate, extract_features
+
+    table = extract_features(data, fmt.value, cache=cache)
+    report = evaluate(table, _physio_targets(target), folds)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    _print_physio_report(report, f"{fmt.value.upper()} {data}: subject-independent valence/arousal")
+
+
+@physio_app.command("train")
+def physio_train(
+    data: PhysioData,
+    fmt: PhysioFormatOpt,
+    target: PhysioTargetOpt = PhysioTarget.both,
+    out: Annotated[Optional[Path], typer.Option(help="Model directory (default: <cache_dir>/physio-model, which analyze_physiology uses when given no model).")] = None,
+    folds: PhysioFoldsOpt = 5,
+    cache: PhysioCacheOpt = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation and model path as JSON.")] = False,
+) -> None:
+    """Evaluate subject-independently, then train on every subject and save the model."""
+    from .assets import cache_dir
+    from .tools.physio_model import check_model_dir, extract_features, train_model
+    from .tools.physiology import DEFAULT_MODEL_DIR
+
+    out = check_model_dir(out or cache_dir() / DEFAULT_MODEL_DIR)  # fail before the slow part
+    table = extract_features(data, fmt.value, cache=cache)
+    model, report = train_model(table, _physio_targets(target), folds)
+    path = model.save(out)
+    if as_json:
+        sys.stdout.write(json.dumps({"model": str(path), **report.to_dict()}, indent=2) + "\n")
+        return
+    _print_physio_report(report, f"{fmt.value.upper()} {data}: subject-independent valence/arousal")
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

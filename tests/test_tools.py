@@ -33,6 +33,12 @@ def _eeg(alpha_left, alpha_right, seconds=20, seed=0):
     return {"F3": alpha_left * np.sin(2 * np.pi * 10 * t) + noise(), "F4": alpha_right * np.sin(2 * np.pi * 10 * t + 1) + noise(), "Pz": 3 * np.sin(2 * np.pi * 10 * t) + noise()}
 
 
+@pytest.fixture(autouse=True)
+def _no_trained_default_model(tmp_path, monkeypatch):
+    """These tests pin the heuristic path: a default model trained in the user's cache must not leak in."""
+    monkeypatch.setenv("DEEMO_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="module")
 def physio():
     return get_tool("analyze_physiology")

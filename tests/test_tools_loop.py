@@ -124,3 +124,25 @@ def test_cache_key_covers_every_input_file(tmp_path):
     extra.write_text("b, changed")
     assert cache.key(tool, clip, args) != k1
     assert cache.key(tool, clip, {"clip": str(clip)}) != k1
+
+
+def test_server_arguments_are_hidden_and_refused(tmp_path):
+    """analyze_physiology's `model` loads a joblib directory: the LLM must neither see nor set it."""
+    spec = llm_spec(get_tool("analyze_physiology"))["function"]["parameters"]["properties"]
+    assert "model" not in spec and "path" not in spec and "trial" in spec
+    session = ToolSession({"path": tmp_path / "r.npz"}, cache=ToolCache(tmp_path / "c"), names=["analyze_physiology"])
+    with pytest.raises(ToolCallError, match="supplied by the server"):
+        session.call("analyze_physiology", {"model": "/tmp/evil"})
+
+
+def test_cache_key_covers_directory_contents(tmp_path):
+    tool = get_tool("analyze_physiology")
+    rec, model = tmp_path / "r.npz", tmp_path / "model"
+    rec.write_bytes(b"x")
+    model.mkdir()
+    (model / "a.joblib").write_bytes(b"v1")
+    cache = ToolCache(tmp_path / "c")
+    args = {"path": str(rec), "model": str(model)}
+    k1 = cache.key(tool, rec, args)
+    (model / "a.joblib").write_bytes(b"v2 retrained")
+    assert cache.key(tool, rec, args) != k1

@@ -57,6 +57,9 @@ class Tool(ABC):
     parameters: dict[str, Any]  # JSON schema of the arguments (OpenAI function calling)
     privacy: str
     path_arguments: tuple[str, ...] = ("clip",)  # arguments naming input files; the first is cached on
+    # arguments only the operator sets (e.g. a model directory loaded with joblib): hidden from the
+    # LLM's spec and refused in its tool calls
+    server_arguments: tuple[str, ...] = ()
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry."""

@@ -65,11 +65,12 @@ class ToolStep:
 
 
 def llm_spec(tool: Tool) -> dict[str, Any]:
-    """The tool's OpenAI spec without its path arguments (the session supplies those)."""
+    """The tool's OpenAI spec without its path and server arguments (the session supplies those)."""
     params = json.loads(json.dumps(tool.parameters))
-    for arg in tool.path_arguments:
+    hidden = set(tool.path_arguments) | set(tool.server_arguments)
+    for arg in hidden:
         params.get("properties", {}).pop(arg, None)
-    params["required"] = [r for r in params.get("required", []) if r not in tool.path_arguments]
+    params["required"] = [r for r in params.get("required", []) if r not in hidden]
     return {"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": params}}
 
 
@@ -103,7 +104,7 @@ class ToolSession:
             except json.JSONDecodeError:
                 raise ToolCallError(f"{name}: arguments are not valid JSON: {arguments[:80]!r}") from None
         arguments = dict(arguments or {})
-        given_paths = sorted(set(arguments) & set(tool.path_arguments))
+        given_paths = sorted(set(arguments) & (set(tool.path_arguments) | set(tool.server_arguments)))
         if given_paths:
             raise ToolCallError(f"{name}: argument(s) {given_paths} are supplied by the server, not the model")
         full = {**arguments, **{a: self.inputs[a] for a in tool.path_arguments if a in self.inputs}}

@@ -5,29 +5,47 @@ Peripheral: ECG/PPG heart rate and HRV (RMSSD), EDA skin-conductance responses (
 tonic level), respiration rate, skin temperature (level, slope). EEG: log band powers and
 differential entropy (delta 1-4, theta 4-8, alpha 8-13, beta 13-30, gamma 30-45 Hz) and frontal alpha
 asymmetry ln(alpha F4) - ln(alpha F3) (AF4/AF3 or F8/F7 when F3/F4 are absent). With a resting
-baseline (DEAP: the first 3 s), features are also given as changes from it.
-Estimates are HEURISTIC until a trained model exists (and say so): arousal rises with heart rate,
-SCR rate and breathing rate above baseline (or typical resting values); valence follows the sign of
-frontal alpha asymmetry (Davidson's approach-withdrawal model).
+baseline (DEAP: the first 3 s; DREAMER: its separate baseline clip), features are also given as
+changes from it.
+
+Estimates come from a trained model (``physio_model``; ``deemo physio train``) when one is given
+with ``model`` or exists at ``<cache_dir>/physio-model``; the method then names the model, its
+training dataset and its subject-independent scores. Otherwise they are HEURISTIC (and say so):
+arousal rises with heart rate, SCR rate and breathing rate above baseline (or typical resting
+values); valence follows the sign of frontal alpha asymmetry (Davidson's approach-withdrawal model).
+An explicitly given model that cannot be applied (its EEG channels or baseline missing) is an error;
+the default model falls back to the heuristic with a note.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DeemoError
 from .base import Tool, ToolResult
-from .physio_io import read_recording
+from .physio_io import Recording, read_recording
+
+if TYPE_CHECKING:
+    from .physio_model import PhysioModel
 
 BANDS = {"delta": (1, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 45)}
 EEG_NAMES = {n.lower() for n in "Fp1 Fp2 Fpz AF3 AF4 AF7 AF8 AFz F1 F2 F3 F4 F5 F6 F7 F8 Fz FC1 FC2 FC3 FC4 FC5 FC6 FCz FT7 FT8 C1 C2 C3 C4 C5 C6 Cz T7 T8 T3 T4 T5 T6 TP7 TP8 CP1 CP2 CP3 CP4 CP5 CP6 CPz P1 P2 P3 P4 P5 P6 P7 P8 Pz PO3 PO4 PO7 PO8 POz O1 O2 Oz".split()}
 PERIPHERAL = {"ecg": ("ecg",), "ppg": ("ppg", "bvp", "plethysmograph", "pleth"), "eda": ("eda", "gsr"), "rsp": ("rsp", "resp", "respiration"), "temp": ("temp", "skt", "temperature")}
+# The keys peripheral_features() returns per channel kind (a trained model needs them fixed).
+PERIPHERAL_FEATURES = {"ecg": ("hr_bpm", "rmssd_ms"), "ppg": ("hr_bpm",), "eda": ("scr_per_min", "scr_amplitude", "eda_tonic"), "rsp": ("rsp_per_min",), "temp": ("temp_mean", "temp_slope_per_min")}
 # Typical resting values used when there is no baseline (adult norms).
 RESTING = {"hr_bpm": 70.0, "scr_per_min": 3.0, "rsp_per_min": 15.0}
 SCALES = {"hr_bpm": 10.0, "scr_per_min": 3.0, "rsp_per_min": 4.0}
+MIN_WINDOW_S = 5.0  # shortest analysis window (a few heart beats / one breath)
+PERIPHERAL_BASELINE_MIN_S = 5.0  # rates over a shorter baseline are noise (DEAP's 3 s is too short)
+EEG_BASELINE_MIN_S = 2.0  # one 2 s Welch segment
+DEFAULT_MODEL_DIR = "physio-model"  # under assets.cache_dir(); `deemo physio train` writes it
+MODEL_META_FILE = "physio_model.json"
 
 
 def channel_kind(name: str) -> str | None:
@@ -40,20 +58,27 @@ def channel_kind(name: str) -> str | None:
     return None
 
 
-def _peripheral(kind: str, x: np.ndarray, fs: float) -> tuple[dict, list[dict]]:
+def peripheral_features(kind: str, x: np.ndarray, fs: float) -> tuple[dict, list[dict]]:
+    """Features (keys as in PERIPHERAL_FEATURES, rmssd_ms only with > 3 beats) and events of one channel.
+
+    Heart and breathing use NeuroKit2's clean -> peaks -> rate steps, exactly what ``*_process``
+    computes for the rate, without the delineation and quality passes that cost 50x the time.
+    """
     import neurokit2 as nk
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "ecg":
-            sig, info = nk.ecg_process(x, sampling_rate=fs)
-            out = {"hr_bpm": float(np.nanmean(sig["ECG_Rate"]))}
+            clean = nk.ecg_clean(x, sampling_rate=fs, method="neurokit")
+            _, info = nk.ecg_peaks(clean, sampling_rate=fs, method="neurokit", correct_artifacts=True)
+            out = {"hr_bpm": float(np.nanmean(nk.signal_rate(info, sampling_rate=fs, desired_length=len(clean))))}
             if len(info["ECG_R_Peaks"]) > 3:
                 out["rmssd_ms"] = float(nk.hrv_time(info["ECG_R_Peaks"], sampling_rate=fs)["HRV_RMSSD"].iloc[0])
             return out, []
         if kind == "ppg":
-            sig, _ = nk.ppg_process(x, sampling_rate=fs)
-            return {"hr_bpm": float(np.nanmean(sig["PPG_Rate"]))}, []
+            clean = nk.ppg_clean(x, sampling_rate=fs, method="elgendi")
+            _, info = nk.ppg_peaks(clean, sampling_rate=fs, method="elgendi")
+            return {"hr_bpm": float(np.nanmean(nk.signal_rate(info["PPG_Peaks"], sampling_rate=fs, desired_length=len(clean))))}, []
         if kind == "eda":
             sig, _ = nk.eda_process(x, sampling_rate=fs)
             peaks = np.flatnonzero(sig["SCR_Peaks"].to_numpy() == 1)
@@ -62,40 +87,60 @@ def _peripheral(kind: str, x: np.ndarray, fs: float) -> tuple[dict, list[dict]]:
             events = [{"type": "skin_conductance_response", "time_s": round(p / fs, 2), "amplitude": round(float(a), 4)} for p, a in zip(peaks, amps)]
             return {"scr_per_min": len(peaks) / minutes, "scr_amplitude": float(np.nanmean(amps)) if len(amps) else 0.0, "eda_tonic": float(np.nanmean(sig["EDA_Tonic"]))}, events
         if kind == "rsp":
-            sig, _ = nk.rsp_process(x, sampling_rate=fs)
-            return {"rsp_per_min": float(np.nanmean(sig["RSP_Rate"]))}, []
+            clean = nk.rsp_clean(x, sampling_rate=fs, method="khodadad2018")
+            _, info = nk.rsp_peaks(clean, sampling_rate=fs, method="khodadad2018", amplitude_min=0.3)  # as rsp_process
+            return {"rsp_per_min": float(np.nanmean(nk.signal_rate(info["RSP_Troughs"], sampling_rate=fs, desired_length=len(x))))}, []
         if kind == "temp":
             t = np.arange(len(x)) / fs / 60
             return {"temp_mean": float(np.mean(x)), "temp_slope_per_min": float(np.polyfit(t, x, 1)[0]) if len(x) > 1 else 0.0}, []
     raise ValueError(kind)
 
 
-def eeg_features(channels: dict[str, np.ndarray], fs: float) -> dict:
-    """Mean log band power and differential entropy over channels, and frontal alpha asymmetry."""
-    from scipy.signal import butter, sosfiltfilt, welch
+def band_powers(x: np.ndarray, fs: float) -> np.ndarray:
+    """Absolute power per band (BANDS order) of ``x`` [channels, samples] -> [channels, bands].
 
-    logp = {b: [] for b in BANDS}
-    de = {b: [] for b in BANDS}
-    alpha = {}
-    for name, x in channels.items():
-        f, pxx = welch(x, fs=fs, nperseg=min(len(x), int(2 * fs)))
-        for b, (lo, hi) in BANDS.items():
-            if hi >= fs / 2:
-                continue
+    Welch with 2 s segments; bands reaching the Nyquist frequency are NaN.
+    """
+    from scipy.signal import welch
+
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    f, pxx = welch(x, fs=fs, nperseg=min(x.shape[-1], int(2 * fs)), axis=-1)
+    out = np.full((x.shape[0], len(BANDS)), np.nan)
+    for j, (lo, hi) in enumerate(BANDS.values()):
+        if hi < fs / 2:
             sel = (f >= lo) & (f < hi)
-            power = float(np.trapezoid(pxx[sel], f[sel]))
-            logp[b].append(math.log(power + 1e-12))
-            band = sosfiltfilt(butter(4, [lo, hi], btype="band", fs=fs, output="sos"), x)
-            de[b].append(0.5 * math.log(2 * math.pi * math.e * (np.var(band) + 1e-12)))
-            if b == "alpha":
-                alpha[name.lower()] = power
-    out = {f"log_power_{b}": float(np.mean(v)) for b, v in logp.items() if v}
-    out |= {f"de_{b}": float(np.mean(v)) for b, v in de.items() if v}
+            out[:, j] = np.trapezoid(pxx[:, sel], f[sel], axis=-1)
+    return out
+
+
+def frontal_alpha_asymmetry(alpha: dict[str, float]) -> tuple[float, str] | None:
+    """ln(alpha right) - ln(alpha left) of the first homologous frontal pair present (lower-case names)."""
     for right, left in (("f4", "f3"), ("af4", "af3"), ("f8", "f7")):
         if right in alpha and left in alpha:
-            out["frontal_alpha_asymmetry"] = math.log(alpha[right] + 1e-12) - math.log(alpha[left] + 1e-12)
-            out["faa_pair"] = f"{right.upper()}-{left.upper()}"
-            break
+            return math.log(alpha[right] + 1e-12) - math.log(alpha[left] + 1e-12), f"{right.upper()}-{left.upper()}"
+    return None
+
+
+def eeg_features(channels: dict[str, np.ndarray], fs: float) -> dict:
+    """Mean log band power and differential entropy over channels, and frontal alpha asymmetry."""
+    from scipy.signal import butter, sosfiltfilt
+
+    names = list(channels)
+    powers = np.vstack([band_powers(channels[n], fs) for n in names])  # per channel: lengths may differ
+    out: dict = {}
+    for j, (b, (lo, hi)) in enumerate(BANDS.items()):
+        if hi >= fs / 2:
+            continue
+        out[f"log_power_{b}"] = float(np.mean(np.log(powers[:, j] + 1e-12)))
+    for b, (lo, hi) in BANDS.items():
+        if hi >= fs / 2:
+            continue
+        sos = butter(4, [lo, hi], btype="band", fs=fs, output="sos")
+        de = [0.5 * math.log(2 * math.pi * math.e * (np.var(sosfiltfilt(sos, channels[n])) + 1e-12)) for n in names]
+        out[f"de_{b}"] = float(np.mean(de))
+    faa = frontal_alpha_asymmetry({n.lower(): float(powers[i, list(BANDS).index("alpha")]) for i, n in enumerate(names)})
+    if faa is not None:
+        out["frontal_alpha_asymmetry"], out["faa_pair"] = faa
     return out
 
 
@@ -103,66 +148,110 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def _resolve_model(model: str | None) -> tuple["PhysioModel | None", str | None]:
+    """(model, note): the explicit ``model`` (errors propagate), else the default if it loads."""
+    from ..assets import cache_dir
+
+    default = cache_dir() / DEFAULT_MODEL_DIR
+    if model is None and not default.exists():
+        return None, None  # the common case: no scikit-learn import
+    from .physio_model import PhysioModel
+
+    if model is not None:
+        return PhysioModel.load(model), None
+    try:
+        return PhysioModel.load(default), None
+    except DeemoError as e:
+        return None, f"default model not used ({e}); estimates are heuristic"
+
+
 class AnalyzePhysiology(Tool):
     name = "analyze_physiology"
-    version = "1.0"
+    base_version = "1.1"
     description = "Physiological arousal and valence cues from a recording of ECG/PPG, EDA, respiration, skin temperature and/or EEG: heart rate and HRV, skin-conductance responses, breathing rate, EEG band powers and frontal alpha asymmetry."
     parameters = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "description": "Recording: CSV, NPZ, or DEAP sXX.dat."},
-            "trial": {"type": "integer", "minimum": 0, "description": "Trial index for multi-trial files (DEAP)."},
+            "path": {"type": "string", "description": "Recording: CSV, NPZ, DEAP sXX.dat or DREAMER .mat."},
+            "trial": {"type": "integer", "minimum": 0, "description": "Trial index for multi-trial files (DEAP, DREAMER), 0-based."},
+            "subject": {"type": "integer", "minimum": 0, "description": "Subject index for DREAMER .mat files, 0-based."},
             "start_s": {"type": "number", "minimum": 0, "description": "Start of the analysis window (s, after the baseline)."},
             "end_s": {"type": "number", "minimum": 0, "description": "End of the analysis window (s)."},
-            "baseline_s": {"type": "number", "minimum": 0, "description": "Leading seconds of resting baseline (DEAP files set 3)."},
+            "baseline_s": {"type": "number", "minimum": 0, "description": "Leading seconds of resting baseline (DEAP files set 3, DREAMER its baseline clip)."},
+            "model": {"type": "string", "description": "Directory of a trained valence/arousal model (deemo physio train); default: the cached one if any, else heuristic estimates. Loaded with joblib: trusted directories only."},
         },
         "required": ["path"],
     }
-    privacy = "Reads physiological signals inside the privacy boundary; returns only aggregate features, event times and estimates (no raw waveforms)."
+    privacy = "Reads physiological signals inside the privacy boundary; returns only aggregate features, event times and estimates (no raw waveforms, no demographics)."
     path_arguments = ("path",)
+    server_arguments = ("model",)  # a joblib directory: the operator's choice, never the LLM's
 
-    def run(self, path: str, trial: int | None = None, start_s: float | None = None, end_s: float | None = None, baseline_s: float | None = None) -> ToolResult:
-        rec = read_recording(path, trial)
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        """``base_version``, plus a fingerprint of the default model when one exists: ToolCache keys
+        results on the version, so a result computed before a default model was (re)trained is not
+        served afterwards. (An explicit ``model`` argument is part of the key already.)"""
+        from ..assets import cache_dir
+
+        try:
+            meta = (cache_dir() / DEFAULT_MODEL_DIR / MODEL_META_FILE).read_bytes()
+        except OSError:
+            return self.base_version
+        return f"{self.base_version}+model.{hashlib.sha256(meta).hexdigest()[:10]}"
+
+    def run(self, path: str, trial: int | None = None, subject: int | None = None, start_s: float | None = None, end_s: float | None = None, baseline_s: float | None = None, model: str | None = None) -> ToolResult:
+        rec = read_recording(path, trial, subject)
         fs = rec.sampling_rate
         base_s = rec.baseline_s if baseline_s is None else baseline_s
         b = int(base_s * fs)
         n = len(next(iter(rec.channels.values())))
         a0 = b + int((start_s or 0.0) * fs)
         a1 = min(n, b + int(end_s * fs)) if end_s is not None else n
-        if a1 - a0 < int(5 * fs):
-            raise DeemoError(f"{path}: the analysis window is {max(0, a1 - a0) / fs:.1f} s; at least 5 s are needed")
-        window = (round(a0 / fs, 3), round(a1 / fs, 3))
+        if a1 - a0 < int(MIN_WINDOW_S * fs):
+            raise DeemoError(f"{path}: the analysis window is {max(0, a1 - a0) / fs:.1f} s; at least {MIN_WINDOW_S:g} s are needed")
         kinds = {name: channel_kind(name) for name in rec.channels}
         used = {k: v for k, v in kinds.items() if v}
         if not used:
             raise DeemoError(f"{path}: no recognised channels (ECG, PPG/BVP, EDA/GSR, RSP, TEMP or 10-20 EEG names) among {sorted(rec.channels)}")
-        features, events, failed = {}, [], {}
-        base_feats: dict = {}
+        features, events, failed, base_feats = self._features(rec, used, a0, a1, b)
+        estimates = self._estimates(features, base_feats)
+        estimates, model_details = self._apply_model(model, path, rec, estimates, a0, a1, b)
+        quality = {"sampling_rate": fs, "duration_s": round((a1 - a0) / fs, 2), "baseline_s": base_s, "channels": dict(used), "ignored_channels": sorted(n for n, k in kinds.items() if not k), "failed_channels": failed}
+        if rec.source_rates:
+            quality["resampled_from_hz"] = dict(rec.source_rates)
+        status = "ok" if features else "no_signal"
+        features = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in features.items()}
+        backend = "neurokit2 + scipy + scikit-learn model" if model_details else "neurokit2 + scipy (heuristic estimates)"
+        details = ({"labels": rec.labels} if rec.labels else {}) | ({"model": model_details} if model_details else {})
+        window = (round(a0 / fs, 3), round(a1 / fs, 3))
+        return self.result(status, window, quality, sorted(events, key=lambda e: e["time_s"]), {**estimates, "features": features}, self._summary(features, estimates), backend, details or None)
+
+    @staticmethod
+    def _features(rec: Recording, used: dict[str, str], a0: int, a1: int, b: int) -> tuple[dict, list, dict, dict]:
+        """(features, events, failed channels, baseline features) of the window [a0, a1)."""
+        fs = rec.sampling_rate
+        features, events, failed, base_feats = {}, [], {}, {}
         for name, kind in used.items():
             if kind == "eeg":
                 continue
             try:
-                feats, ev = _peripheral(kind, rec.channels[name][a0:a1], fs)
+                feats, ev = peripheral_features(kind, rec.channels[name][a0:a1], fs)
                 features.update(feats)
                 events += [{**e, "time_s": round(e["time_s"] + a0 / fs, 2), "channel": name} for e in ev]
-                if b >= int(5 * fs):
-                    base_feats.update(_peripheral(kind, rec.channels[name][:b], fs)[0])
+                if b >= int(PERIPHERAL_BASELINE_MIN_S * fs):
+                    base_feats.update(peripheral_features(kind, rec.channels[name][:b], fs)[0])
             except Exception as e:  # NeuroKit2 raises many types on unusable signals
                 failed[name] = f"{type(e).__name__}: {e}"[:200]
         eeg = {name: rec.channels[name][a0:a1] for name, k in used.items() if k == "eeg"}
         if eeg:
             features.update(eeg_features(eeg, fs))
-            if b >= int(2 * fs):
+            if b >= int(EEG_BASELINE_MIN_S * fs):
                 base_eeg = eeg_features({name: rec.channels[name][:b] for name in eeg}, fs)
                 features |= {f"{k}_change": features[k] - v for k, v in base_eeg.items() if k.startswith("log_power_") and k in features}
         for k in ("hr_bpm", "scr_per_min", "rsp_per_min"):
             if k in features and k in base_feats:
                 features[f"{k}_change"] = features[k] - base_feats[k]
-        estimates = self._estimates(features, base_feats)
-        quality = {"sampling_rate": fs, "duration_s": round((a1 - a0) / fs, 2), "baseline_s": base_s, "channels": {n: k for n, k in used.items()}, "ignored_channels": sorted(n for n, k in kinds.items() if not k), "failed_channels": failed}
-        status = "ok" if features else "no_signal"
-        features = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in features.items()}
-        return self.result(status, window, quality, sorted(events, key=lambda e: e["time_s"]), {**estimates, "features": features}, self._summary(features, estimates), "neurokit2 + scipy (heuristic estimates)", {"labels": rec.labels} if rec.labels else None)
+        return features, events, failed, base_feats
 
     @staticmethod
     def _estimates(f: dict, base: dict) -> dict:
@@ -177,6 +266,29 @@ class AnalyzePhysiology(Tool):
         return out
 
     @staticmethod
+    def _apply_model(model: str | None, path: str, rec: Recording, heuristic: dict, a0: int, a1: int, b: int) -> tuple[dict, dict | None]:
+        """Replace heuristic estimates by the trained model's where it applies; (estimates, model details)."""
+        pm, note = _resolve_model(model)
+        if pm is None:
+            return ({**heuristic, "note": note} if note else heuristic), None
+        from .physio_model import ModelInputError
+
+        try:
+            probs = pm.predict_recording(rec, a0, a1, b)
+        except ModelInputError as e:
+            if model is not None:  # asked for explicitly: say why it cannot be used
+                raise DeemoError(f"{path}: model {model} cannot be applied: {e}") from None
+            return {**heuristic, "note": f"default model {pm.path} not applicable ({e}); estimates are heuristic"}, None
+        out = {k: v for k, v in heuristic.items() if k not in probs}
+        for target, p in probs.items():
+            out[target] = {"p_high": round(p, 3), "label": "high" if p >= 0.5 else "low", "source": "model"}
+        for target in ("valence", "arousal"):
+            if target in out and target not in probs:
+                out[target] = {**out[target], "source": "heuristic"}
+        out["method"] = pm.describe() + ("" if set(probs) >= {"valence", "arousal"} else "; other estimates heuristic")
+        return out, pm.details()
+
+    @staticmethod
     def _summary(f: dict, est: dict) -> str:
         bits = []
         if "hr_bpm" in f:
@@ -188,5 +300,9 @@ class AnalyzePhysiology(Tool):
         if "frontal_alpha_asymmetry" in f:
             bits.append(f"frontal alpha asymmetry {f['frontal_alpha_asymmetry']:+.2f}")
         first = ("Physiology: " + ", ".join(bits) + ".") if bits else "No usable physiological features."
-        guesses = [f"{dim} {est[dim]['label']} (p={est[dim]['p_high']:.2f})" for dim in ("arousal", "valence") if dim in est]
-        return first + (" Heuristic estimate: " + ", ".join(guesses) + "." if guesses else "")
+        dims = [d for d in ("arousal", "valence") if d in est]
+        sources = {est[d].get("source", "heuristic") for d in dims}
+        mixed = len(sources) > 1
+        guesses = [f"{d} {est[d]['label']} (p={est[d]['p_high']:.2f}" + (f", {est[d]['source']})" if mixed else ")") for d in dims]
+        lead = "Estimate" if mixed else ("Model estimate" if sources == {"model"} else "Heuristic estimate")
+        return first + (f" {lead}: " + ", ".join(guesses) + "." if guesses else "")

@@ -62,10 +62,19 @@ class ToolCache:
             self._digests[key] = h.hexdigest()
         return self._digests[key]
 
+    def _dir_digest(self, root: Path) -> str:
+        h = hashlib.sha256()
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(root)}\0{self._file_digest(f)}\0".encode())
+        return h.hexdigest()
+
     def key(self, tool: Tool, path: Path, arguments: dict) -> str:
         """Every input file counts by content (a changed OpenFace CSV for the same clip is a new key)."""
         args = {k: v for k, v in arguments.items() if k not in tool.path_arguments}
         files = {k: self._file_digest(Path(arguments[k])) for k in tool.path_arguments if k in arguments and Path(arguments[k]).is_file()}
+        # a directory argument (a trained model) counts by its files' contents: retraining into the
+        # same directory must not return results of the old model
+        files |= {k: self._dir_digest(Path(v)) for k, v in arguments.items() if isinstance(v, str) and k not in tool.path_arguments and Path(v).is_dir()}
         raw = json.dumps([tool.name, tool.version, self._file_digest(path), files, args], sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
