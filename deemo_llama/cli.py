@@ -8,6 +8,7 @@
     deemo train DATA OUT            LoRA fine-tuning on instruction data (JSONL)
     deemo physio eval DATA --format deap|dreamer    subject-independent valence/arousal accuracy/F1
     deemo physio train DATA --format deap|dreamer   train the analyze_physiology model (--out DIR)
+    deemo serve                     vLLM + the OpenAI-compatible gateway + the Gradio UI
 """
 
 from __future__ import annotations
@@ -467,6 +468,45 @@ def physio_train(
         return
     _print_physio_report(report, f"{fmt.value.upper()} {data}: subject-independent valence/arousal")
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint directory (default: the embedded default).")] = None,
+    host: Annotated[str, typer.Option(help="Interface for the gateway and the UI.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway port (OpenAI API at /v1).")] = 8000,
+    ui_port: Annotated[int, typer.Option(help="Gradio UI port.")] = 7860,
+    vllm_port: Annotated[int, typer.Option(help="vLLM port (loopback only).")] = 8001,
+    lora: Annotated[Optional[list[str]], typer.Option(help="Serve a LoRA adapter as a model: NAME=DIR (repeatable).")] = None,
+    media_dir: Annotated[Optional[Path], typer.Option(help="Allow local media paths under this folder (default: data URLs only).")] = None,
+    allow_remote_media: Annotated[bool, typer.Option(help="Let the gateway fetch http(s) media URLs.")] = False,
+    api_key: Annotated[Optional[str], typer.Option(envvar="DEEMO_API_KEY", help="Require this bearer key at the gateway.")] = None,
+    experts: Annotated[str, typer.Option(help="Default expert mode: context (findings in the prompt), tools (the model calls them) or none.")] = "context",
+    ui: Annotated[bool, typer.Option(help="Start the Gradio UI.")] = True,
+    dtype: Annotated[str, typer.Option(help="vLLM dtype (float32 matches HF on CPU; bfloat16 on GPUs).")] = "float32",
+    max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
+    vllm_arg: Annotated[Optional[list[str]], typer.Option(help="Extra vLLM argument, passed through (repeatable), e.g. --vllm-arg=--gpu-memory-utilization=0.8.")] = None,
+) -> None:
+    """Start vLLM, the assistant gateway and the UI; print their URLs; Ctrl-C stops all three."""
+    _quiet_libraries()
+    from .assets import default_checkpoint
+    from .serving.serve import ServeOptions, serve as run_serve
+
+    if experts not in ("context", "tools", "none"):
+        raise DeemoError(f"--experts must be context, tools or none, got {experts!r}")
+    adapters = {}
+    for item in lora or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DeemoError(f"--lora needs NAME=DIR, got {item!r}")
+        adapters[name] = str(Path(path).resolve())
+    if media_dir is not None and not media_dir.is_dir():
+        raise DeemoError(f"--media-dir {media_dir}: no such folder")
+    ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
+    if not (ckpt / "config.json").is_file():
+        raise DeemoError(f"{ckpt}: not a deemo-llama checkpoint (no config.json)")
+    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []))
+    run_serve(opts, log=lambda msg: print(f"[deemo serve] {msg}", flush=True))
 
 
 def main() -> None:

@@ -14,7 +14,11 @@ echo "=== stage 1/3: unit tests"
 "$PY" -m pytest -m "not weights and not serving and not gpu" "$@" || status=1
 echo "=== stage 2/3: real-weights tests"
 "$PY" -m pytest -m "weights and not serving" "$@" || status=1
-echo "=== stage 3/3: serving tests (real vLLM server on loopback)"
+echo "=== stage 3/3: serving tests (real vLLM server, gateway, UI in headless chromium, on loopback)"
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's chromium for the UI test"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 if bash scripts/setup-vllm.sh; then
   "$PY" -m pytest -m serving "$@" || status=1
 else

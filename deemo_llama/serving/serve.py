@@ -1,0 +1,125 @@
+"""``deemo serve``: the vLLM server, the assistant gateway and the Gradio UI, started together.
+
+    deemo serve [--checkpoint DIR] [--host 127.0.0.1] [--port 8000] [--ui-port 7860] [--vllm-port 8001]
+                [--lora NAME=DIR ...] [--vllm-arg=--tensor-parallel-size=2 ...]
+
+vLLM (its own environment, .venv-vllm) listens on loopback only; clients talk to the gateway
+(the privacy boundary) or the UI. Waits for readiness, prints the URLs, and on Ctrl-C (or SIGTERM)
+stops the UI, the gateway and vLLM, in that order.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeemoError
+
+
+@dataclass
+class ServeOptions:
+    checkpoint: Path
+    host: str = "127.0.0.1"
+    port: int = 8000  # gateway
+    ui_port: int = 7860
+    vllm_port: int = 8001
+    served_name: str = "deemo"
+    lora: dict[str, str] = field(default_factory=dict)
+    media_dir: Path | None = None
+    allow_remote_media: bool = False
+    api_key: str | None = None
+    experts: str = "context"
+    ui: bool = True
+    dtype: str = "float32"
+    max_model_len: int = 4096
+    vllm_args: list[str] = field(default_factory=list)
+    max_concurrency: int = 4
+
+
+class Stack:
+    """The three servers; ``start()`` returns once all answer, ``stop()`` ends them in reverse order."""
+
+    def __init__(self, o: ServeOptions, log=print):
+        self.o, self.log = o, log
+        self.vllm = None
+        self.gateway_server = None
+        self.gateway_thread: threading.Thread | None = None
+        self.ui = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.o.host}:{self.o.port}/v1"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.o.host}:{self.o.ui_port}/"
+
+    def start(self) -> "Stack":
+        import uvicorn
+
+        from .gateway import Gateway, GatewaySettings
+        from .media_parts import MediaPolicy
+        from .vllm_server import VllmOptions, VllmServer
+
+        o = self.o
+        for name, d in o.lora.items():
+            if not (Path(d) / "adapter_config.json").is_file():
+                raise DeemoError(f"--lora {name}={d}: not a peft adapter directory (no adapter_config.json)")
+        self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint} (first start: about a minute on CPU)")
+        self.vllm = VllmServer(o.checkpoint, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), extra=list(o.vllm_args)))
+        self.vllm.start()
+        self.log(f"vLLM ready ({self.vllm.url}); log: {self.vllm.log_path}")
+        settings = GatewaySettings(backend_url=self.vllm.url, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, max_concurrency=o.max_concurrency)
+        gateway = Gateway(settings)
+        self.gateway_server = uvicorn.Server(uvicorn.Config(gateway.app, host=o.host, port=o.port, log_level="warning"))
+        self.gateway_server.install_signal_handlers = lambda: None  # signals are ours (main thread)
+        self.gateway_thread = threading.Thread(target=self.gateway_server.run, name="gateway", daemon=True)
+        self.gateway_thread.start()
+        deadline = time.monotonic() + 60
+        while not self.gateway_server.started:
+            if time.monotonic() > deadline or not self.gateway_thread.is_alive():
+                raise DeemoError(f"the gateway did not start on {o.host}:{o.port} (port in use?)")
+            time.sleep(0.1)
+        self.log(f"gateway ready: {self.gateway_url}  (OpenAI API; model {o.served_name!r}{', adapters ' + ', '.join(o.lora) if o.lora else ''})")
+        if o.ui:
+            from .ui import build_ui
+
+            self.ui = build_ui(self.gateway_url, o.served_name, o.api_key)
+            self.ui.queue(default_concurrency_limit=o.max_concurrency).launch(server_name=o.host, server_port=o.ui_port, prevent_thread_lock=True, quiet=True, show_error=True)
+            self.log(f"UI ready: {self.ui_url}")
+        return self
+
+    def stop(self) -> None:
+        if self.ui is not None:
+            self.ui.close()
+            self.ui = None
+        if self.gateway_server is not None:
+            self.gateway_server.should_exit = True
+            if self.gateway_thread is not None:
+                self.gateway_thread.join(15)
+            self.gateway_server = None
+        if self.vllm is not None:
+            self.vllm.stop()
+            self.vllm = None
+
+
+def serve(o: ServeOptions, log=print) -> None:
+    """Start everything and block until Ctrl-C / SIGTERM; then shut everything down."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    stack = Stack(o, log)
+    try:
+        stack.start()
+        log("all servers ready; Ctrl-C stops them")
+        while not stop.wait(1.0):
+            if stack.vllm is not None and stack.vllm.proc.poll() is not None:
+                raise DeemoError(f"vLLM exited unexpectedly (code {stack.vllm.proc.returncode}); its log: {stack.vllm.log_path}\n{stack.vllm.tail()}")
+    finally:
+        log("shutting down: UI, gateway, vLLM")
+        stack.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+        log("stopped")

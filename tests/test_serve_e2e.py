@@ -1,0 +1,119 @@
+"""``deemo serve`` end to end: the real vLLM server, the gateway and the Gradio UI started by the CLI,
+driven with the official openai client and with headless Chromium (Debian's, through Playwright).
+A screenshot of the answered UI is saved under test-artifacts/ (CI keeps it)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.serving
+ARTIFACTS = Path(os.environ.get("DEEMO_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from deemo_llama.sample import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("e2e") / "talk.mp4", seconds=3.0, text="I am so happy to see you today.")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    gw, ui, vl = _ports(3)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    deemo = Path(sys.executable).parent / "deemo"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(deemo), "serve", "--port", str(gw), "--ui-port", str(ui), "--vllm-port", str(vl), "--max-model-len", "2048"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 900
+    while "all servers ready" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"deemo serve did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(2)
+    text = log.read_text()
+    assert f"http://127.0.0.1:{gw}/v1" in text and f"http://127.0.0.1:{ui}/" in text  # it prints its URLs
+    yield {"gateway": f"http://127.0.0.1:{gw}/v1", "ui": f"http://127.0.0.1:{ui}/", "vllm_port": vl, "proc": proc, "log": log}
+    if proc.poll() is None:
+        proc.kill()
+
+
+def test_gateway_in_front_of_real_vllm(stack, clip):
+    import httpx
+    from openai import OpenAI
+
+    client = OpenAI(base_url=stack["gateway"], api_key="unused", timeout=600, max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["deemo"]
+    url = "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()
+    msgs = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "How does the person feel?"}]}]
+    r = client.chat.completions.create(model="deemo", messages=msgs, max_tokens=24, temperature=0, extra_body={"deemo": {"experts": "context"}})
+    ext = r.model_extra["deemo"]
+    assert r.choices[0].message.content and r.usage.prompt_tokens > 40
+    assert {s["name"] for s in ext["tool_trace"]} == {"analyze_facial_expression", "analyze_body_language", "analyze_voice"}
+    assert ext["deidentification"][0]["frames_with_faces"] > 0
+    # a bad request is a 4xx and the stack keeps serving
+    bad = httpx.post(f"{stack['gateway']}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}]}]}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error"]["message"]
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0, stream=True) if c.choices)
+    assert streamed
+
+
+def test_ui_in_headless_chromium(stack, clip):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(stack["ui"])
+        page.wait_for_selector("#deemo-send", timeout=60000)
+        page.locator("#deemo-video input[type=file]").set_input_files(str(clip))
+        page.wait_for_selector("#deemo-video video", timeout=60000)
+        page.locator("#deemo-text textarea").fill("How does the person feel, and why?")
+        page.locator("#deemo-send").click()
+        # done when the chart is drawn (the last update of a turn)
+        page.wait_for_function("() => !!document.querySelector('#deemo-plot img')", timeout=600000)
+        chat = page.locator("#deemo-chat").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "ui-e2e.png"), full_page=True)
+        seen = page.locator("#deemo-seen-video video").count()
+        browser.close()
+    assert "How does the person feel" in chat
+    for tool in ("analyze_facial_expression", "analyze_body_language", "analyze_voice"):
+        assert tool in chat  # each expert step is shown
+    answer = chat.split("analyze_voice", 1)[1]
+    assert len(answer.split()) > 5  # the model's streamed answer
+    assert seen == 1  # the de-identified preview
+    assert (ARTIFACTS / "ui-e2e.png").stat().st_size > 10000
+
+
+def test_ctrl_c_stops_everything(stack):
+    import urllib.request
+
+    proc = stack["proc"]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 0
+    text = stack["log"].read_text()
+    assert "shutting down" in text and "stopped" in text
+    for url in (f"{stack['gateway']}/models", f"http://127.0.0.1:{stack['vllm_port']}/v1/models", stack["ui"]):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=3)
