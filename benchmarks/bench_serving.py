@@ -1,0 +1,151 @@
+"""Serving throughput and latency: vLLM (our plugin) vs plain transformers ``generate``, same
+checkpoint and prompts, in one run; the gateway's overhead per request; memory.
+
+    .venv/bin/python benchmarks/bench_serving.py [--new-tokens 64] [--levels 1,4,16]
+
+vLLM: the real OpenAI server (.venv-vllm), concurrent streaming requests from threads with the
+openai client; TTFT = first content chunk. HF: how comparable open projects serve, one process
+calling ``model.generate`` on a left-padded batch of the concurrent requests; TTFT = a
+``max_new_tokens=1`` call on the same batch. Every request generates exactly ``new_tokens`` tokens
+(vLLM ``ignore_eos``, HF ``min_new_tokens``), greedy, fp32 on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import machine, print_table, quiet
+
+PROMPTS = [
+    "Describe how a person who just got good news might sound.",
+    "What facial cues suggest someone is anxious?",
+    "How can a voice reveal sadness?",
+    "Explain what a micro-expression is.",
+    "What does crossing one's arms often signal?",
+    "How does surprise show on a face?",
+    "Name three cues of anger in speech.",
+    "How might a calm person hold their body?",
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_tree(pid: int) -> float:
+    import psutil
+
+    p = psutil.Process(pid)
+    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**30
+
+
+def vllm_level(client, c: int, n: int, new_tokens: int) -> dict:
+    def one(i):
+        t0 = time.perf_counter()
+        ttft, tokens = None, 0
+        stream = client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], max_tokens=new_tokens, temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content and ttft is None:
+                ttft = time.perf_counter() - t0
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        return ttft, time.perf_counter() - t0, tokens
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(c) as pool:
+        res = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - t
+    return {"ttft": statistics.median(r[0] for r in res), "latency": statistics.median(r[1] for r in res), "tok_s": sum(r[2] for r in res) / wall, "req_s": n / wall}
+
+
+def hf_level(model, proc, c: int, n: int, new_tokens: int) -> dict:
+    import torch
+
+    tok = proc.tokenizer
+    tok.padding_side = "left"
+    ttfts, lats, total, t = [], [], 0, time.perf_counter()
+    for start in range(0, n, c):
+        texts = [proc.render([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], add_generation_prompt=True) for i in range(start, min(n, start + c))]
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            model.language_model.generate(**batch, max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)
+            ttft = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = model.language_model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            lat = time.perf_counter() - t0
+        total += (out.shape[1] - batch.input_ids.shape[1]) * len(texts)
+        ttfts += [ttft] * len(texts)
+        lats += [lat] * len(texts)
+    wall = time.perf_counter() - t
+    return {"ttft": statistics.median(ttfts), "latency": statistics.median(lats), "tok_s": total / wall, "req_s": n / wall}
+
+
+def gateway_overhead(direct, via, reps: int = 8) -> tuple[float, float]:
+    def med(client):
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0, extra_body={"deemo": {"experts": "none"}} if client is via else {})
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    med(direct), med(via)  # warm-up
+    return med(direct), med(via)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--levels", default="1,4,16")
+    args = ap.parse_args()
+    quiet()
+    import psutil
+    import uvicorn
+    from openai import OpenAI
+
+    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.build import load_checkpoint
+    from deemo_llama.serving.gateway import Gateway, GatewaySettings
+    from deemo_llama.serving.vllm_server import VllmOptions, VllmServer
+
+    levels = [int(x) for x in args.levels.split(",")]
+    rows = [("machine", machine()), ("workload", f"{args.new_tokens} new tokens per request, greedy, fp32; requests per level = max(4, 2 x concurrency) (16 at 16)")]
+    ckpt = default_checkpoint()
+    t = time.perf_counter()
+    with VllmServer(ckpt, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048)) as srv:
+        rows.append(("vLLM server start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
+        direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
+        gw = Gateway(GatewaySettings(backend_url=srv.url, max_concurrency=32))
+        server = uvicorn.Server(uvicorn.Config(gw.app, host="127.0.0.1", port=_port(), log_level="warning"))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.05)
+        via = OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="x", timeout=600, max_retries=0)
+        vllm_res = {c: vllm_level(direct, c, 16 if c >= 16 else max(4, 2 * c), args.new_tokens) for c in levels}
+        d, g = gateway_overhead(direct, via)
+        rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
+        rows.append(("vLLM server memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
+        server.should_exit = True
+    model, proc = load_checkpoint(ckpt)
+    hf_res = {c: hf_level(model, proc, c, 16 if c >= 16 else max(4, 2 * c), args.new_tokens) for c in levels}
+    rows.append(("HF process memory (RSS, fp32 model loaded)", f"{psutil.Process().memory_info().rss / 2**30:.2f} GiB"))
+    for c in levels:
+        v, h = vllm_res[c], hf_res[c]
+        rows.append((f"c={c}: tokens/s vLLM / HF (ratio)", f"{v['tok_s']:.1f} / {h['tok_s']:.1f} ({v['tok_s'] / h['tok_s']:.2f}x)"))
+        rows.append((f"c={c}: requests/s vLLM / HF", f"{v['req_s']:.3f} / {h['req_s']:.3f}"))
+        rows.append((f"c={c}: median TTFT vLLM / HF", f"{v['ttft'] * 1000:.0f} / {h['ttft'] * 1000:.0f} ms"))
+        rows.append((f"c={c}: median latency vLLM / HF", f"{v['latency']:.1f} / {h['latency']:.1f} s"))
+    print_table("serving: vLLM vs transformers generate, same checkpoint and prompts", rows)
+
+
+if __name__ == "__main__":
+    main()
