@@ -127,3 +127,17 @@ def test_tools_list_and_run(tmp_path):
     assert again.returncode == 0 and "(cached)" in again.stdout
     bad = run("tools", "run", "analyze_physiology", tmp_path / "r.npz", "--arg", "colour=red", env=env)
     assert bad.returncode == 2 and "unknown argument(s) ['colour']" in bad.stderr
+
+
+def test_serve_rejects_bad_options_before_starting_anything(tmp_path, tiny_ckpt):
+    """One-line errors, non-zero exits, and no server started (each run returns in seconds)."""
+    r = run("serve", "--checkpoint", tmp_path)
+    assert r.returncode == 2 and "not a deemo-llama checkpoint" in r.stderr
+    r = run("serve", "--checkpoint", tiny_ckpt, "--experts", "psychic")
+    assert r.returncode == 2 and "--experts must be context, tools or none" in r.stderr
+    r = run("serve", "--checkpoint", tiny_ckpt, "--lora", "no-equals-sign")
+    assert r.returncode == 2 and "--lora needs NAME=DIR" in r.stderr
+    r = run("serve", "--checkpoint", tiny_ckpt, "--media-dir", tmp_path / "nope")
+    assert r.returncode == 2 and "no such folder" in r.stderr
+    r = run("serve", "--checkpoint", tiny_ckpt, env={"DEEMO_VLLM_PYTHON": str(tmp_path / "no-python")})
+    assert r.returncode == 3 and "setup-vllm.sh" in r.stderr and "Traceback" not in r.stderr

@@ -33,8 +33,11 @@ class ServingSetupError(DeemoError):
 def vllm_python() -> Path:
     """The serving environment's interpreter."""
     env = os.environ.get("DEEMO_VLLM_PYTHON")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python", Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"]
+    if env:  # explicit: use it or fail, never fall back silently
+        if not Path(env).is_file():
+            raise ServingSetupError(f"DEEMO_VLLM_PYTHON={env}: no such interpreter (run `bash scripts/setup-vllm.sh`)")
+        return Path(env)
+    candidates = [Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python", Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"]
     for c in candidates:
         if c.is_file():
             return c
