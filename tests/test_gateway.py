@@ -228,3 +228,12 @@ def test_api_key_and_size_limits(backend, clips):
         assert ok.status_code == 200
         big = httpx.post(f"{url}/chat/completions", headers={"authorization": "Bearer s3cret"}, json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=60)
         assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
+
+
+def test_media_length_limit(backend, clips):
+    import httpx
+
+    with _start_gateway(backend, clips, max_media_seconds=1.0) as srv:
+        r = httpx.post(f"http://127.0.0.1:{srv.port}/v1/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=60)
+        assert r.status_code == 400 and "the limit is 1 s" in r.json()["error"]["message"], r.text
+        assert str(clips) not in r.text  # the scratch path is not echoed either

@@ -63,13 +63,17 @@ def test_gateway_in_front_of_real_vllm(stack, clip):
 
     client = OpenAI(base_url=stack["gateway"], api_key="unused", timeout=600, max_retries=0)
     assert [m.id for m in client.models.list().data] == ["deemo"]
+    from deemo_llama.sample import make_sample_clip
+
     url = "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()
-    msgs = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "How does the person feel?"}]}]
+    wav = make_sample_clip(clip.with_suffix(".wav"), text="I am so happy to see you today.", video=False)
+    audio = {"data": base64.b64encode(wav.read_bytes()).decode(), "format": "wav"}
+    msgs = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "input_audio", "input_audio": audio}, {"type": "text", "text": "How does the person feel?"}]}]
     r = client.chat.completions.create(model="deemo", messages=msgs, max_tokens=24, temperature=0, extra_body={"deemo": {"experts": "context"}})
     ext = r.model_extra["deemo"]
     assert r.choices[0].message.content and r.usage.prompt_tokens > 40
     assert {s["name"] for s in ext["tool_trace"]} == {"analyze_facial_expression", "analyze_body_language", "analyze_voice"}
-    assert ext["deidentification"][0]["frames_with_faces"] > 0
+    assert ext["deidentification"][0]["frames_with_faces"] > 0 and ext["deidentification"][1]["kind"] == "audio"
     # a bad request is a 4xx and the stack keeps serving
     bad = httpx.post(f"{stack['gateway']}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}]}]}, timeout=60)
     assert bad.status_code == 400 and bad.json()["error"]["message"]
