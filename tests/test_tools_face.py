@@ -415,7 +415,7 @@ def test_arguments_are_validated():
         tool.validate({"clip": "c.mp4", "backend": "py-feat"})
     with pytest.raises(ToolArgumentError, match="missing required"):
         tool.validate({"backend": "default"})
-    assert tool.path_arguments == ("clip", "openface_csv")
+    assert tool.path_arguments == ("clip", "openface_csv", "hsemotion_onnx")
 
 
 def test_unusable_media_give_one_line_errors(tmp_path):

@@ -96,7 +96,11 @@ MOUTH_CORNERS = (61, 291)
 INNER_LIPS = (13, 14)
 NOSE_TIP, CHIN = 1, 152
 
-BACKENDS = {"default": "mediapipe face mesh (AU geometry) + fer mini-Xception (torch)", "openface": "OpenFace 2 AU intensities (user CSV)"}
+BACKENDS = {
+    "default": "mediapipe face mesh (AU geometry) + fer mini-Xception (torch)",
+    "openface": "OpenFace 2 AU intensities (user CSV)",
+    "hsemotion": "mediapipe face mesh (AU geometry) + HSEmotion ONNX classifier (user weights)",
+}
 
 
 @dataclass(frozen=True)
@@ -641,8 +645,9 @@ def _square(img: np.ndarray, cx: float, cy: float, side: float, size: int) -> tu
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp)), (a, b, s)
 
 
-def track_face(path: Path, start_s: float, end_s: float | None) -> FaceTrack:
-    """Follow the face on every analysed frame and cut FER crops on ~FER_FPS of them."""
+def track_face(path: Path, start_s: float, end_s: float | None, crop_size: int = 64, color: bool = False) -> FaceTrack:
+    """Follow the face on every analysed frame and cut classifier crops on ~FER_FPS of them
+    (64x64 grayscale for fer; ``color`` crops of ``crop_size`` for other classifiers)."""
     import cv2
 
     frames = _frames(path, start_s, end_s)
@@ -657,12 +662,12 @@ def track_face(path: Path, start_s: float, end_s: float | None) -> FaceTrack:
             marks.append(lm if lm is not None else np.full((478, 3), np.nan))
             if i % fer_every == 0 and lm is not None:
                 fer_index.append(i)
-                crops.append(face_crop(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lm))
+                crops.append(face_crop(rgb if color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lm, crop_size))
     finally:
         follower.close()
     if not times:
         raise MediaError(f"{path}: no video frames in the window {start_s:g}-{end_s if end_s is not None else 'end'} s")
-    return FaceTrack(np.array(times), np.stack(marks).astype(np.float32), np.array(fer_index, int), np.array(crops, np.uint8).reshape(-1, 64, 64), rate)
+    return FaceTrack(np.array(times), np.stack(marks).astype(np.float32), np.array(fer_index, int), np.array(crops, np.uint8).reshape(-1, crop_size, crop_size, *((3,) if color else ())), rate)
 
 
 # ---------------------------------------------------------------- the tool
@@ -730,36 +735,50 @@ class AnalyzeFacialExpression(Tool):
             "clip": {"type": "string", "description": "Path of the video clip."},
             "start_s": {"type": "number", "minimum": 0, "description": "Start of the window to analyse (s)."},
             "end_s": {"type": "number", "minimum": 0, "description": "End of the window to analyse (s)."},
-            "backend": {"type": "string", "enum": sorted(BACKENDS), "description": "default: face mesh + expression CNN on the video; openface: AU intensities from an OpenFace 2 CSV of the clip."},
+            "backend": {"type": "string", "enum": sorted(BACKENDS), "description": "default: face mesh + expression CNN on the video; openface: AU intensities from an OpenFace 2 CSV of the clip; hsemotion: face mesh + an HSEmotion ONNX classifier."},
             "openface_csv": {"type": "string", "description": "OpenFace 2 FeatureExtraction CSV of this clip (backend openface)."},
+            "hsemotion_onnx": {"type": "string", "description": "HSEmotion ONNX model file, e.g. enet_b0_8_best_vgaf.onnx (backend hsemotion)."},
         },
         "required": ["clip"],
     }
     privacy = "Reads the raw face inside the privacy boundary; returns only expression probabilities, baseline-relative action-unit figures, event times and coarse series (no crops, landmarks or embeddings)."
-    # openface_csv is a path: the server binds it from the request's inputs, the model never sees it
-    path_arguments = ("clip", "openface_csv")
+    # openface_csv and hsemotion_onnx are files: the server binds them, the model never sees them
+    path_arguments = ("clip", "openface_csv", "hsemotion_onnx")
 
-    def run(self, clip: str, start_s: float | None = None, end_s: float | None = None, backend: str = "default", openface_csv: str | None = None) -> ToolResult:
+    def run(self, clip: str, start_s: float | None = None, end_s: float | None = None, backend: str = "default", openface_csv: str | None = None, hsemotion_onnx: str | None = None) -> ToolResult:
         start = float(start_s or 0.0)
         if end_s is not None and end_s <= start:
             raise DeemoError(f"{clip}: end_s ({end_s:g}) must be after start_s ({start:g})")
         if backend == "openface":
             return self._run_openface(Path(clip), start, end_s, openface_csv)
+        if backend == "hsemotion":
+            from .hsemotion import load_hsemotion
+
+            if not hsemotion_onnx:
+                raise DeemoError("backend 'hsemotion' needs hsemotion_onnx: the path of an HSEmotion ONNX model (hsemotion-onnx project, e.g. enet_b0_8_best_vgaf.onnx)")
+            return self._run_default(Path(clip), start, end_s, load_hsemotion(str(Path(hsemotion_onnx).resolve())))
         if backend != "default":
             raise DeemoError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
         return self._run_default(Path(clip), start, end_s)
 
-    def _run_default(self, clip: Path, start: float, end_s: float | None) -> ToolResult:
-        from .fer_model import LABELS, predict_expressions
+    def _run_default(self, clip: Path, start: float, end_s: float | None, classifier=None) -> ToolResult:
+        """Mesh AUs + expression probabilities from fer (``classifier`` None) or an HSEmotion model."""
+        if classifier is None:
+            from .fer_model import LABELS, predict_expressions
 
-        track = track_face(clip, start, end_s)
+            track = track_face(clip, start, end_s)
+            method, backend = "fer mini-Xception (FER2013, 7 classes)", BACKENDS["default"]
+        else:
+            LABELS, predict_expressions = classifier.labels, classifier.predict
+            track = track_face(clip, start, end_s, classifier.size, color=True)
+            method, backend = f"HSEmotion ONNX {classifier.path.name} ({len(LABELS)} classes)", BACKENDS["hsemotion"]
         analysis = analyse_landmarks(track.landmarks, track.times)
         fps = frame_rate(track.times)
         window = (_r(track.times[0], 3), _r(track.times[-1] + 1.0 / fps, 3))
         share = float(analysis.valid.mean())
         quality = {"frames_analysed": len(track.times), "analysis_fps": _r(fps, 2), "source_fps": _r(track.source_fps, 2), "fer_frames": len(track.fer_index), "face_detected_share": _r(share, 3)}
         if not analysis.valid.any():
-            return self.result("no_signal", window, quality, [], {}, f"No face was found in the {len(track.times)} analysed frames ({window[0]:.1f}-{window[1]:.1f} s).", BACKENDS["default"])
+            return self.result("no_signal", window, quality, [], {}, f"No face was found in the {len(track.times)} analysed frames ({window[0]:.1f}-{window[1]:.1f} s).", backend)
         iod = np.linalg.norm(track.landmarks[analysis.valid][:, R_EYE].mean(1) - track.landmarks[analysis.valid][:, L_EYE].mean(1), axis=1)
         quality |= {"median_face_iod_px": _r(np.median(iod), 1), "baseline": "median of the least deformed half of the face frames", "noise_iod_pct": {c.name: _r(s * 100, 3) for c, s in zip(analysis.channels, analysis.sigma)}}
         probs = predict_expressions(track.crops)  # [F, 7]
@@ -777,11 +796,11 @@ class AnalyzeFacialExpression(Tool):
             "au_proxies": au,
             "au_unit": "% of inter-ocular distance, relative to the clip's neutral baseline (mean, 95th percentile; active_share = frames over 4 robust SDs)",
             **shared,
-            "method": "probabilities: fer mini-Xception (FER2013, 7 classes) on mesh-derived face crops; AUs: geometric proxies from the MediaPipe face mesh, not a trained AU detector",
+            "method": f"probabilities: {method} on mesh-derived face crops; AUs: geometric proxies from the MediaPipe face mesh, not a trained AU detector",
         }
         details = {"series": self._series_default(analysis, probs, fer_t, window, LABELS), "blinks": [[_r(a), _r(b)] for a, b in blinks]}
         summary = _summary(window, share, dominant, mean_p, analysis.movements, au)
-        return self.result("ok", window, quality, events, estimates, summary, BACKENDS["default"], details)
+        return self.result("ok", window, quality, events, estimates, summary, backend, details)
 
     @staticmethod
     def _series_default(analysis: AUAnalysis, probs: np.ndarray, fer_t: np.ndarray, window: tuple[float, float], labels: Sequence[str]) -> dict:
