@@ -7,7 +7,7 @@ vLLM: the real OpenAI server (.venv-vllm), concurrent streaming requests from th
 openai client; TTFT = first content chunk. HF: how comparable open projects serve, one process
 calling ``model.generate`` on a left-padded batch of the concurrent requests; TTFT = a
 ``max_new_tokens=1`` call on the same batch. Every request generates exactly ``new_tokens`` tokens
-(vLLM ``ignore_eos``, HF ``min_new_tokens``), greedy, fp32 on both sides.
+(vLLM ``ignore_eos``, HF ``min_new_tokens``), greedy, ``--dtype`` (fp32 default) on both sides.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--levels", default="1,4,16")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both engines")
     args = ap.parse_args()
     quiet()
     import psutil
@@ -117,10 +118,12 @@ def main() -> None:
     from deemo_llama.serving.vllm_server import VllmOptions, VllmServer
 
     levels = [int(x) for x in args.levels.split(",")]
-    rows = [("machine", machine()), ("workload", f"{args.new_tokens} new tokens per request, greedy, fp32; requests per level = max(4, 2 x concurrency) (16 at 16)")]
+    import torch
+
+    rows = [("machine", machine()), ("workload", f"{args.new_tokens} new tokens per request, greedy, {args.dtype} on both; requests per level = max(4, 2 x concurrency) (16 at 16)")]
     ckpt = default_checkpoint()
     t = time.perf_counter()
-    with VllmServer(ckpt, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048)) as srv:
+    with VllmServer(ckpt, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=args.dtype)) as srv:
         rows.append(("vLLM server start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
         direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
         gw = Gateway(GatewaySettings(backend_url=srv.url, max_concurrency=32))
@@ -135,9 +138,9 @@ def main() -> None:
         rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
         rows.append(("vLLM server memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
         server.should_exit = True
-    model, proc = load_checkpoint(ckpt)
+    model, proc = load_checkpoint(ckpt, dtype=getattr(torch, args.dtype))
     hf_res = {c: hf_level(model, proc, c, 16 if c >= 16 else max(4, 2 * c), args.new_tokens) for c in levels}
-    rows.append(("HF process memory (RSS, fp32 model loaded)", f"{psutil.Process().memory_info().rss / 2**30:.2f} GiB"))
+    rows.append((f"HF process memory (RSS, {args.dtype} model loaded)", f"{psutil.Process().memory_info().rss / 2**30:.2f} GiB"))
     for c in levels:
         v, h = vllm_res[c], hf_res[c]
         rows.append((f"c={c}: tokens/s vLLM / HF (ratio)", f"{v['tok_s']:.1f} / {h['tok_s']:.1f} ({v['tok_s'] / h['tok_s']:.2f}x)"))

@@ -59,6 +59,10 @@ class VllmOptions:
     allowed_media_dir: str | None = None
     video_frames: int = 8
     max_media_per_prompt: int = 4
+    # CPU cores vLLM keeps free for its scheduler process (VLLM_CPU_NUM_OF_RESERVED_CPU). vLLM's own
+    # default is 1, which on a 2-core machine leaves ONE thread for the model; None = ours: 0 on
+    # machines with <= 4 cores, else vLLM's default
+    reserved_cpus: int | None = None
     extra: list[str] = field(default_factory=list)
 
 
@@ -100,6 +104,9 @@ class VllmServer:
         if not (self.checkpoint / "config.json").is_file():
             raise DeemoError(f"{self.checkpoint}: not a deemo-llama checkpoint (no config.json)")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": str(self.options.kv_cache_gib), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        reserved = self.options.reserved_cpus if self.options.reserved_cpus is not None else (0 if (os.cpu_count() or 1) <= 4 else None)
+        if reserved is not None:
+            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved))
         log = open(self.log_path, "wb")
         # own process group: vLLM forks an engine core; stop() signals the whole group
         self.proc = subprocess.Popen(vllm_command(self.checkpoint, self.options), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
