@@ -18,7 +18,7 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
@@ -29,6 +29,7 @@ ROLES = {"system", "user", "assistant", "tool"}
 PART_TYPES = {"text", "video_url", "audio_url", "input_audio"}
 FORWARDED = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"}
 Experts = Literal["tools", "context", "none"]
+CLIP_TOOLS = ("analyze_facial_expression", "analyze_body_language", "analyze_voice")  # the experts a clip feeds
 
 
 @dataclass
@@ -245,13 +246,7 @@ class Gateway:
         mode = (body.get("deemo") or {}).get("experts", self.settings.experts)
         if prepared.clip is None or mode == "none":
             return mode, None
-        return mode, ToolSession({"clip": prepared.clip}, cache=self.cache, names=["analyze_facial_expression", "analyze_body_language", "analyze_voice"] if self._has_face() else ["analyze_body_language", "analyze_voice"], timeout_s=self.settings.tool_timeout_s)
-
-    @staticmethod
-    def _has_face() -> bool:
-        from ..tools import tool_names
-
-        return "analyze_facial_expression" in tool_names()
+        return mode, ToolSession({"clip": prepared.clip}, cache=self.cache, names=CLIP_TOOLS, timeout_s=self.settings.tool_timeout_s)
 
     async def _context_messages(self, session, messages: list[dict]) -> tuple[list[dict], list]:
         """experts=context: run every offered tool now and put the summaries in the system turn."""
@@ -366,9 +361,3 @@ class Gateway:
         finally:
             scratch.cleanup()
             self.slots.release()
-
-
-def settings_dict(s: GatewaySettings) -> dict:
-    d = asdict(s)
-    d["api_key"] = "***" if s.api_key else None
-    return d

@@ -3,7 +3,7 @@
 vLLM reads every checkpoint through ``AutoConfig``; registering this class for model_type
 ``deemo_llama`` lets it find the LLaMA text config (KV-cache sizing, tokenizer limits) under
 ``text_config`` while the modality settings stay plain dicts that :class:`deemo_llama.config.DeemoConfig`
-parses (one source of truth for their meaning).
+parses (one source of truth for their meaning; the vLLM model reads them with DeemoConfig.load).
 """
 
 from __future__ import annotations
@@ -30,16 +30,6 @@ class DeemoHFConfig(PretrainedConfig):
         self.config_version = config_version
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         super().__init__(**kwargs)
-
-    def deemo_config(self):
-        """The same settings as our typed :class:`~deemo_llama.config.DeemoConfig`."""
-        from ..config import DeemoConfig
-
-        return DeemoConfig.from_dict({
-            "text_config": self.text_config.to_dict(), "video": self.video, "audio": self.audio,
-            "projectors_trained": self.projectors_trained, "tool_call_start": self.tool_call_start,
-            "tool_call_end": self.tool_call_end, "config_version": self.config_version,
-        })
 
 
 def register_auto_config() -> None:

@@ -152,12 +152,4 @@ class VllmServer:
         self.stop()
 
 
-def have_vllm() -> bool:
-    try:
-        vllm_python()
-        return True
-    except DeemoError:
-        return False
-
-
-__all__ = ["ServingSetupError", "VllmOptions", "VllmServer", "have_vllm", "vllm_command", "vllm_python"]
+__all__ = ["ServingSetupError", "VllmOptions", "VllmServer", "vllm_command", "vllm_python"]
