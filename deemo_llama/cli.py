@@ -141,17 +141,32 @@ def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Check
 
 
 # -- analyze ---------------------------------------------------------------------------------------
+class ExpertsProfile(str, Enum):
+    none = "none"
+    fast = "fast"
+    all = "all"
+
+
 def _print_summary(r, console) -> None:
     from rich.table import Table
 
-    top = sorted(r.scores.items(), key=lambda kv: -kv[1])[:3]
     used = ", ".join(k for k, v in r.inputs_used.items() if v) or "none"
-    t = Table(show_header=False, box=None)
-    t.add_row("[bold]emotion[/]", f"[bold green]{r.label}[/]  (" + ", ".join(f"{k} {v:.2f}" for k, v in top) + ")")
-    t.add_row("mode", r.mode + ("  (projectors untrained: transcript and text cues only)" if r.mode == "zero-shot-text" else ""))
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(no_wrap=True, style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("emotion", f"[bold green]{r.label}[/]")
+    width = 24
+    ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
+    t.add_row("labels", "\n".join(f"{k:<9} {v:5.2f} " + "█" * round(v * width) for k, v in ranked))
+    ev = r.evidence
+    t.add_row("evidence", "\n".join(line.removeprefix("- ") for line in r.findings) or "(no expert findings)")
+    for name, why in ev.get("failures", {}).items():
+        t.add_row("[yellow]expert failed[/]", f"{name}: {why}")
+    t.add_row("experts", f"profile {ev['profile']}: " + (", ".join(ev["experts"]) or "none ran"))
+    t.add_row("mode", r.mode + ("  (projectors untrained: transcript and expert findings as text)" if r.mode == "zero-shot-text" else ""))
     t.add_row("inputs used", used + ("  (de-identified: faces blurred, voice anonymised)" if r.deidentified else "  (as given: --no-deid)"))
     t.add_row("transcript", r.transcript or "(no speech)")
-    t.add_row("timings", ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items()))
+    t.add_row("timings", ", ".join(f"{k.removeprefix('analyze_')} {v:.2f}s" for k, v in r.timings.items()))
     console.print(t)
 
 
@@ -160,8 +175,11 @@ def analyze(
     clip: Annotated[Optional[Path], typer.Argument(help="Video (mp4, mov, mkv, webm) or audio (wav, mp3, flac) file.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Analyse the bundled sample clip (generated on first use).")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A trained deemo-llama checkpoint (default: the embedded default).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (with the Evidence record).")] = False,
     labels: Annotated[str, typer.Option(help="Comma-separated candidate emotion labels.")] = ",".join(("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")),
+    experts: Annotated[ExpertsProfile, typer.Option(help="Expert profile: none (transcript only), fast (face at 5 fps + voice; real time on a laptop CPU), all (+ body language, face at full rate).")] = ExpertsProfile.fast,
+    physiology: Annotated[Optional[Path], typer.Option(help="A physiology recording of the same moment (CSV, NPZ, DEAP .dat, DREAMER .mat) for analyze_physiology.")] = None,
+    question: Annotated[Optional[str], typer.Option(help="Ask this instead of the default question.")] = None,
     max_seconds: Annotated[float, typer.Option(min=1, help="Reject clips longer than this.")] = 600.0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Length limit of the reasoning.")] = 64,
     deid: Annotated[bool, typer.Option(help="De-identify first (blur faces, McAdams voice); --no-deid only for already de-identified clips.")] = True,
@@ -174,40 +192,48 @@ def analyze(
     label_list = tuple(x.strip() for x in labels.split(",") if x.strip())
     if len(label_list) < 2:
         raise DeemoError(f"--labels needs at least two labels, got {labels!r}")
+    if physiology is not None and not physiology.is_file():
+        raise DeemoError(f"{physiology}: no such file")
     _quiet_libraries()
     from rich.console import Console
 
     from .analyze import Analyzer
-
     from .assets import default_checkpoint
     from .config import DeemoConfig
-    from .media import load_clip_for
+    from .media import open_media
 
     clip = sample_clip_path() if sample else clip
     try:
-        cfg = DeemoConfig.load(checkpoint or default_checkpoint())
+        DeemoConfig.load(checkpoint or default_checkpoint())
     except (FileNotFoundError, ValueError) as e:
         raise DeemoError(str(e)) from None
-    # Decode first: bad input fails in a second, before any model loads.
-    decoded = load_clip_for(cfg, clip, max_seconds)
+    # The checks that need no decoding fail in a second, before any model loads.
+    with open_media(Path(clip), max_seconds):
+        pass
     console = Console(stderr=as_json)
     with console.status("loading models ..."):
-        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid)
+        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid, experts=experts.value)
     if as_json:
         with console.status(f"analysing {clip} ..."):
-            result = analyzer.analyze(decoded)
+            result = analyzer.analyze(clip, physiology=physiology, question=question)
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
     console.print(f"[bold]{clip}[/]")
     streamed = []
+    status = console.status(f"de-identifying, transcribing, running the experts ({experts.value}), choosing the label ...")
+    status.start()
 
     def show(piece: str) -> None:
-        if not streamed:
+        if not streamed:  # the status line gives way to the streamed reasoning
+            status.stop()
             console.print("[bold]reasoning[/] ", end="")
         streamed.append(piece)
         console.print(piece, end="", markup=False, highlight=False)
 
-    result = analyzer.analyze(decoded, on_reasoning=show)
+    try:
+        result = analyzer.analyze(clip, on_reasoning=show, physiology=physiology, question=question)
+    finally:
+        status.stop()
     console.print()
     _print_summary(result, console)
 
@@ -335,22 +361,34 @@ def train(
 def tools_list(as_json: Annotated[bool, typer.Option("--json", help="Print the OpenAI function specs.")] = False) -> None:
     """The registered expert tools."""
     from rich.console import Console
-    from rich.table import Table
 
-    from .tools import get_tool, tool_names, tool_specs
+    from .tools import tool_specs
 
     if as_json:
         sys.stdout.write(json.dumps(tool_specs(), indent=2) + "\n")
         return
+    Console().print(tools_table())
+
+
+def tools_table():
+    """The ``deemo tools list`` table (a rich Table): tool names never wrap or get cut (the column is
+    as wide as the longest name); arguments and descriptions wrap to the terminal."""
+    from rich.table import Table
+
+    from .tools import get_tool, tool_names
+
+    names = tool_names()
     t = Table(title="expert tools")
-    for col in ("name", "version", "arguments", "description"):
-        t.add_column(col)
-    for name in tool_names():
+    t.add_column("name", no_wrap=True, min_width=max(map(len, names), default=4))
+    t.add_column("version", no_wrap=True)
+    t.add_column("arguments", overflow="fold")
+    t.add_column("description", overflow="fold", ratio=1)
+    for name in names:
         tool = get_tool(name)
         req = set(tool.parameters.get("required", []))
         args = ", ".join(a + ("" if a in req else "?") for a in tool.parameters["properties"])
         t.add_row(name, tool.version, args, tool.description)
-    Console().print(t)
+    return t
 
 
 @tools_app.command("run")
@@ -434,7 +472,7 @@ def physio_eval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Subject-independent accuracy and F1 of the physiology model vs the majority-class baseline."""
-    from .tools.physio_model import evaluate, extract_features
+    from .training.physio import evaluate, extract_features
 
     table = extract_features(data, fmt.value, cache=cache)
     report = evaluate(table, _physio_targets(target), folds)
@@ -456,7 +494,7 @@ def physio_train(
 ) -> None:
     """Evaluate subject-independently, then train on every subject and save the model."""
     from .assets import cache_dir
-    from .tools.physio_model import check_model_dir, extract_features, train_model
+    from .training.physio import check_model_dir, extract_features, train_model
     from .tools.physiology import DEFAULT_MODEL_DIR
 
     out = check_model_dir(out or cache_dir() / DEFAULT_MODEL_DIR)  # fail before the slow part
@@ -481,7 +519,8 @@ def serve(
     media_dir: Annotated[Optional[Path], typer.Option(help="Allow local media paths under this folder (default: data URLs only).")] = None,
     allow_remote_media: Annotated[bool, typer.Option(help="Let the gateway fetch http(s) media URLs.")] = False,
     api_key: Annotated[Optional[str], typer.Option(envvar="DEEMO_API_KEY", help="Require this bearer key at the gateway.")] = None,
-    experts: Annotated[str, typer.Option(help="Default expert mode: context (findings in the prompt), tools (the model calls them) or none.")] = "context",
+    experts: Annotated[ExpertsProfile, typer.Option(help="Default expert profile of the evidence in the prompt (as deemo analyze --experts); requests choose with deemo.experts.")] = ExpertsProfile.fast,
+    tool_loop: Annotated[bool, typer.Option(help="Also offer the expert tools to the model by default (requests choose with deemo.tool_loop).")] = False,
     ui: Annotated[bool, typer.Option(help="Start the Gradio UI.")] = True,
     dtype: Annotated[str, typer.Option(help="vLLM dtype (float32 matches HF on CPU; bfloat16 on GPUs).")] = "float32",
     max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
@@ -492,8 +531,6 @@ def serve(
     from .assets import default_checkpoint
     from .serving.serve import ServeOptions, serve as run_serve
 
-    if experts not in ("context", "tools", "none"):
-        raise DeemoError(f"--experts must be context, tools or none, got {experts!r}")
     adapters = {}
     for item in lora or []:
         name, sep, path = item.partition("=")
@@ -505,13 +542,16 @@ def serve(
     ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
     if not (ckpt / "config.json").is_file():
         raise DeemoError(f"{ckpt}: not a deemo-llama checkpoint (no config.json)")
-    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []))
+    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts.value, tool_loop=tool_loop, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []))
     run_serve(opts, log=lambda msg: print(f"[deemo serve] {msg}", flush=True))
 
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     import click
+
+    # typer >= 0.29 raises its own (vendored) copy of click's exceptions for bad option values
+    CLICK_ERRORS = (click.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
 
     try:
         rv = app(standalone_mode=False)  # returns the code of a typer.Exit
@@ -520,7 +560,7 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
+    except CLICK_ERRORS as e:
         e.show()
         sys.exit(e.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):

@@ -57,9 +57,9 @@ class FrameEncoderConfig:
                 raise ValueError("backbone='hf_vision' needs hf_config (the vision tower's config dict)")
             self.feature_dim = int(self.hf_config["hidden_size"])
         else:
-            from .encoders.mobilenet_v2 import _make_divisible
+            from .encoders.mobilenet_v2 import make_divisible
 
-            self.feature_dim = _make_divisible(1280 * max(1.0, self.width_mult))
+            self.feature_dim = make_divisible(1280 * max(1.0, self.width_mult))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -88,7 +88,8 @@ def _wav_truncated(path: Path) -> str | None:
     return None
 
 
-def _stream_duration(stream, container) -> float | None:
+def stream_duration(stream, container) -> float | None:
+    """Declared duration (s) of ``stream``, else of the container; None when neither says."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -102,16 +103,86 @@ def _rotate(img: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
 
 
-def _decode_video(container, stream, targets: np.ndarray | None, max_seconds: float, path: Path):
-    """Keep the first frame at or after each target time (all frames when targets is None)."""
+class CorruptStream(MediaError):
+    """FFmpeg failed while decoding a video stream; ``frames_decoded`` frames came out before.
+
+    Callers decide whether a failure after some frames is fatal (de-identification) or the end of
+    a damaged tail (sampling, analysis); the message is the same either way.
+    """
+
+    def __init__(self, message: str, frames_decoded: int = 0):
+        super().__init__(message)
+        self.frames_decoded = frames_decoded
+
+
+class DecodedFrame:
+    """One decoded video frame: ``t`` (s; from its timestamp, else index / frame rate), ``index``
+    (decode order over the whole stream, 0-based), ``pts`` and ``time_base`` (the stream's, for
+    re-encoding; pts may be None) and ``frame`` (the PyAV frame). ``rgb`` converts on first access:
+    [H, W, 3] uint8 with the display rotation applied (frames that are skipped cost no conversion).
+    """
+
+    __slots__ = ("t", "index", "pts", "time_base", "frame", "_rgb", "_corrupt")
+
+    def __init__(self, t: float, index: int, frame, corrupt_message: str):
+        self.t, self.index, self.frame = t, index, frame
+        self.pts, self.time_base = frame.pts, frame.time_base
+        self._rgb: np.ndarray | None = None
+        self._corrupt = corrupt_message
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            import av
+
+            try:
+                img = self.frame.to_ndarray(format="rgb24")
+            except av.error.FFmpegError as e:
+                raise CorruptStream(f"{self._corrupt} ({e.strerror or e})", self.index + 1) from None
+            self._rgb = _rotate(img, getattr(self.frame, "rotation", 0) or 0)
+        return self._rgb
+
+
+def iter_frames(container, stream, *, start_s: float | None = None, end_s: float | None = None, max_fps: float | None = None, path: str | Path = "") -> Iterator[DecodedFrame]:
+    """Decode ``stream`` of an open ``container`` (from :func:`open_media`) frame by frame: the one
+    video decoder of the package (sampled clips, de-identification and the face tool use it).
+
+    Frames before ``start_s`` are skipped, decoding stops at the first frame at or after ``end_s``
+    (half-open window, 1 us tolerance), and with ``max_fps`` frames closer than 1/max_fps to the
+    previous one kept are skipped (a quarter source period of slack, so a 30 fps clip keeps every
+    frame at max_fps 30). An FFmpeg error raises :class:`CorruptStream` naming ``path``.
+    """
     import av
 
-    stream.thread_type = "AUTO"
+    try:
+        stream.thread_type = "AUTO"
+    except RuntimeError:  # settable only before the codec opens: a second pass keeps the first's
+        pass
+    rate = float(stream.average_rate or 25)
+    min_step = 1.0 / max_fps - 0.25 / max(rate, max_fps) if max_fps else None
+    corrupt = f"{path}: video stream is corrupt" if str(path) else "video stream is corrupt"
+    last, n = -np.inf, 0
+    try:
+        for frame in container.decode(stream):
+            t = float(frame.time) if frame.time is not None else n / rate
+            n += 1
+            if (start_s is not None and t + 1e-6 < start_s) or (min_step is not None and t - last < min_step):
+                continue
+            if end_s is not None and t >= end_s - 1e-6:
+                return
+            last = t
+            yield DecodedFrame(t, n - 1, frame, corrupt)
+    except av.error.FFmpegError as e:
+        raise CorruptStream(f"{corrupt} ({e.strerror or e})", n) from None
+
+
+def _decode_video(container, stream, targets: np.ndarray | None, max_seconds: float, path: Path):
+    """Keep the first frame at or after each target time (all frames when targets is None)."""
     kept, kept_t, last_t, n = [], [], 0.0, 0
     next_i = 0
     try:
-        for frame in container.decode(stream):
-            t = float(frame.time) if frame.time is not None else n / float(stream.average_rate or 25)
+        for f in iter_frames(container, stream, path=path):
+            t = f.t
             n += 1
             last_t = max(last_t, t)
             if t > max_seconds + 1.0:
@@ -120,13 +191,11 @@ def _decode_video(container, stream, targets: np.ndarray | None, max_seconds: fl
             while targets is not None and next_i < len(targets) and t + 1e-6 >= targets[next_i]:
                 take, next_i = True, next_i + 1
             if take:
-                img = frame.to_ndarray(format="rgb24")
-                rotation = getattr(frame, "rotation", 0) or 0
-                kept.append(_rotate(img, rotation))
+                kept.append(f.rgb)
                 kept_t.append(t)
-    except av.error.FFmpegError as e:
+    except CorruptStream:
         if not kept:
-            raise MediaError(f"{path}: video stream is corrupt ({e.strerror or e})") from None
+            raise
     # Targets past the last decodable frame (rounding at the end): reuse the last frame.
     if targets is not None and kept and next_i < len(targets):
         kept += [kept[-1]] * (len(targets) - next_i)
@@ -162,7 +231,7 @@ def read_audio(container, stream, max_seconds: float, path: Path) -> np.ndarray 
     wave = _decode_audio(container, stream, max_seconds, path)
     if len(wave) == 0:
         return None
-    declared, got = _stream_duration(stream, container), len(wave) / SAMPLE_RATE
+    declared, got = stream_duration(stream, container), len(wave) / SAMPLE_RATE
     if declared and declared > 1.0 and got < TRUNCATION_RATIO * declared:
         raise MediaError(f"{path}: audio is truncated (decoded {got:.1f} s of {declared:.1f} s)")
     return wave
@@ -191,7 +260,7 @@ def open_media(path: Path, max_seconds: float):
         astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]
         if not vstreams and not astreams:
             raise MediaError(f"{path}: has neither a usable video nor audio stream")
-        durations = [d for s in vstreams[:1] + astreams[:1] if (d := _stream_duration(s, container)) is not None]
+        durations = [d for s in vstreams[:1] + astreams[:1] if (d := stream_duration(s, container)) is not None]
         declared = max(durations) if durations else None
         if declared is not None and declared > max_seconds:
             raise MediaError(f"{path}: clip is {declared:.1f} s long; the limit is {max_seconds:g} s (max_seconds)")
@@ -223,7 +292,7 @@ def load_clip(
         if not audio and vs is None:
             raise MediaError(f"{path}: has no video track (only its video was asked for)")
         if video and vs is not None:
-            vd = _stream_duration(vs, container)
+            vd = stream_duration(vs, container)
             targets = sample_times(vd, num_frames, sampling, fps) if vd else None
             kept, kept_t, last_t, n = _decode_video(container, vs, targets, max_seconds, path)
             if n == 0 or not kept:

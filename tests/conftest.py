@@ -38,6 +38,14 @@ def tiny(tiny_spec):
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_spec, tmp_path_factory):
+    """A saved tiny checkpoint (untrained projectors) for the Analyzer and the gateway."""
+    from deemo_llama.build import create_model, save_checkpoint
+
+    return save_checkpoint(*create_model(tiny_spec), tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
 def media_dir(tmp_path_factory):
     """Small synthetic clips: talking face (mp4), speech only (wav), face only (mp4, no audio)."""
     from deemo_llama.sample import make_sample_clip

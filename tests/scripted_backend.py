@@ -5,6 +5,8 @@ Behaviour per request (recorded in ``Script.requests``):
   - tools offered and no tool message yet -> a tool call to ``Script.call`` (name, arguments JSON)
   - otherwise -> ``"ANSWER: "`` + the last tool message's summary (or "no tools")
   - a user text containing "slow" sleeps ``Script.slow_s`` first
+  - a label-scoring request (``prompt_logprobs``) is answered by ``Script.scorer`` (a tiny HF model,
+    tests/hf_server.py) when set: the gateway's label scores are real log-probabilities
 Streams (SSE) when asked, with the tool call or the answer split over several chunks.
 """
 
@@ -26,6 +28,7 @@ class Script:
     call: tuple[str, str] = ("analyze_voice", "{}")
     slow_s: float = 3.0
     requests: list[dict] = field(default_factory=list)
+    scorer: object = None  # hf_server.HFScript for prompt_logprobs requests
 
 
 def _reply(body: dict, script: Script) -> tuple[str | None, dict | None]:
@@ -47,6 +50,10 @@ def make_app(script: Script) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await request.json()
+        if body.get("prompt_logprobs") is not None and script.scorer is not None:
+            from hf_server import hf_chat
+
+            return await hf_chat(script.scorer, body)
         script.requests.append(body)
         texts = [p.get("text", "") for m in body["messages"] if isinstance(m.get("content"), list) for p in m["content"]] + [m["content"] for m in body["messages"] if isinstance(m.get("content"), str)]
         if any("slow" in t for t in texts):

@@ -1,5 +1,6 @@
-"""The assistant gateway (privacy boundary + tool loop) with the official openai client, on loopback,
-in front of a scripted model server (the real-vLLM end to end is in test_serving_vllm.py)."""
+"""The assistant gateway (privacy boundary, evidence, label, tool loop) with the official openai client,
+on loopback, in front of a scripted model server whose label-scoring requests a tiny HF model answers
+(the real-vLLM end to end is in test_serving_vllm.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,17 @@ def _port() -> int:
 
 
 @pytest.fixture(scope="module")
-def script():
-    return Script()
+def tiny_hf(tiny_checkpoint):
+    from hf_server import HFScript
+
+    from deemo_llama.build import load_checkpoint
+
+    return HFScript(*load_checkpoint(tiny_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def script(tiny_hf):
+    return Script(scorer=tiny_hf)
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +53,28 @@ def clips(tmp_path_factory):
     return d
 
 
-def _start_gateway(backend, clips, **kw):
-    from deemo_llama.serving.gateway import Gateway, GatewaySettings
-    from deemo_llama.serving.media_parts import MediaPolicy
-
-    settings = GatewaySettings(backend_url=backend, media=MediaPolicy(media_dir=clips, max_bytes=kw.pop("max_bytes", 8 << 20)), **kw)
-    return ServerThread(Gateway(settings).app, _port())
+PLANTED = "I am furious about the broken heater."
 
 
 @pytest.fixture(scope="module")
-def gateway(backend, clips):
-    with _start_gateway(backend, clips, max_concurrency=1) as srv:
+def tiny_paths(tiny_checkpoint):
+    return {"checkpoint": tiny_checkpoint}
+
+
+def _start_gateway(backend, clips, tiny_paths, **kw):
+    from tiny import FixedTranscriber
+
+    from deemo_llama.serving.gateway import Gateway, GatewaySettings
+    from deemo_llama.serving.media_parts import MediaPolicy
+
+    kw.setdefault("experts", "none")
+    settings = GatewaySettings(backend_url=backend, media=MediaPolicy(media_dir=clips, max_bytes=kw.pop("max_bytes", 8 << 20)), **tiny_paths, **kw)
+    return ServerThread(Gateway(settings, transcriber=FixedTranscriber(PLANTED)).app, _port())
+
+
+@pytest.fixture(scope="module")
+def gateway(backend, clips, tiny_paths):
+    with _start_gateway(backend, clips, tiny_paths, max_concurrency=1) as srv:
         yield f"http://127.0.0.1:{srv.port}/v1"
 
 
@@ -87,43 +108,70 @@ def test_models(client):
     assert [m.id for m in client.models.list().data] == ["deemo"]
 
 
-def test_only_deidentified_media_reach_the_model(client, script, clips):
+def _media_parts(request: dict) -> list[dict]:
+    return [p for m in request["messages"] if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") != "text"]
+
+
+def test_untrained_checkpoint_gets_evidence_as_text_and_no_media(client, script, clips):
+    """The embedded default's case: projectors untrained -> no media part reaches the model; the
+    transcript and the evidence are in the prompt; the calibrated label comes with the answer."""
     script.requests.clear()
-    raw = (clips / "talk.mp4").read_bytes()
-    assert _faces(raw)[0] > 0  # the raw clip shows a face
     r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, extra_body={"deemo": {"experts": "none", "return_media": True}})
-    assert r.choices[0].message.content == "ANSWER: no tools"
     ext = r.model_extra["deemo"]
-    assert ext["deidentified_media"][0]["url"] == script.requests[-1]["messages"][0]["content"][0]["video_url"]["url"]
-    assert ext["deidentification"][0]["kind"] == "video" and ext["deidentification"][0]["frames_with_faces"] > 0
-    sent = script.requests[-1]["messages"][0]["content"][0]
-    assert sent["type"] == "video_url" and sent["video_url"]["url"].startswith("data:video/mp4;base64,")
-    forwarded = base64.b64decode(sent["video_url"]["url"].split(",", 1)[1])
-    assert forwarded != raw
+    sent = script.requests[-1]
+    assert _media_parts(sent) == [] and "tools" not in sent
+    user = next(m for m in sent["messages"] if m["role"] == "user")["content"][-1]["text"]
+    assert f'The person says: "{PLANTED}"' in user and "How does the person feel?" in user and "Choose one of: neutral, happy" in user
+    assert "Wording: negative" in user  # the planted wording's sentiment reached the prompt
+    from deemo_llama.prompting import DEFAULT_LABELS
+
+    assert list(ext["scores"]) == list(DEFAULT_LABELS) and abs(sum(ext["scores"].values()) - 1) < 1e-3
+    assert ext["label"] == max(ext["scores"], key=ext["scores"].get) and ext["mode"] == "zero-shot-text"
+    assert r.choices[0].message.content.startswith(f"Emotion: {ext['label']}. Reasoning:")
+    assert sent["messages"][-1] == {"role": "assistant", "content": f"Emotion: {ext['label']}. Reasoning:"}  # the answer continues it
+    # return_media: the de-identified clip for the client's preview; no detectable face left in it
+    forwarded = base64.b64decode(ext["deidentified_media"][0]["url"].split(",", 1)[1])
+    assert forwarded != (clips / "talk.mp4").read_bytes()
     faces, frames = _faces(forwarded)
-    assert frames >= 40 and faces == 0  # no detectable face left
-    assert "tools" not in script.requests[-1]
+    assert _faces((clips / "talk.mp4").read_bytes())[0] > 0 and frames >= 40 and faces == 0
+    assert ext["deidentification"][0]["frames_with_faces"] > 0 and ext["deidentification"][0]["forwarded"] is False
 
 
-def test_local_path_under_the_media_folder_and_audio_anonymised(client, script, clips):
+def test_trained_checkpoint_gets_only_deidentified_media(backend, clips, tiny_paths, script, tmp_path):
+    """Projectors trained: the de-identified video (no face left) and the anonymised audio are forwarded."""
+    import shutil
+
+    from deemo_llama.config import DeemoConfig
+    from openai import OpenAI
+
+    ckpt = tmp_path / "trained"
+    shutil.copytree(tiny_paths["checkpoint"], ckpt)
+    cfg = DeemoConfig.load(ckpt)
+    cfg.projectors_trained = True
+    cfg.save(ckpt)
+    with _start_gateway(backend, clips, {**tiny_paths, "checkpoint": ckpt}) as srv:
+        c = OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="unused", timeout=120, max_retries=0)
+        script.requests.clear()
+        msgs = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": _data_url(clips / "talk.mp4", "video/mp4")}}, {"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "Listen."}]}]
+        r = c.chat.completions.create(model="deemo", messages=msgs, max_tokens=8)
     import av
 
-    script.requests.clear()
-    msgs = [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "Listen."}]}]
-    client.chat.completions.create(model="deemo", messages=msgs, max_tokens=8, extra_body={"deemo": {"experts": "none"}})
-    part = script.requests[-1]["messages"][0]["content"][0]
-    assert part["type"] == "input_audio" and part["input_audio"]["format"] == "wav"
-    with av.open(io.BytesIO(base64.b64decode(part["input_audio"]["data"]))) as c:
-        anon = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
-    with av.open(str(clips / "speech.wav")) as c:
-        raw = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    parts = _media_parts(script.requests[-1])
+    assert [p["type"] for p in parts] == ["video_url", "input_audio"] and r.model_extra["deemo"]["mode"] == "multimodal"
+    forwarded = base64.b64decode(parts[0]["video_url"]["url"].split(",", 1)[1])
+    faces, frames = _faces(forwarded)
+    assert frames >= 40 and faces == 0
+    with av.open(io.BytesIO(base64.b64decode(parts[1]["input_audio"]["data"]))) as f:
+        anon = np.concatenate([x.to_ndarray().reshape(-1) for x in f.decode(audio=0)])
+    with av.open(str(clips / "speech.wav")) as f:
+        raw = np.concatenate([x.to_ndarray().reshape(-1) for x in f.decode(audio=0)])
     assert len(anon) == len(raw) and not np.array_equal(anon, raw)  # same speech length, other samples
 
 
 def test_tool_loop_runs_the_expert_on_the_raw_clip(client, script, clips):
     script.requests.clear()
     script.call = ("analyze_voice", "{}")
-    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16)
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, extra_body={"deemo": {"tool_loop": True}})
     trace = r.model_extra["deemo"]["tool_trace"]
     assert [s["name"] for s in trace] == ["analyze_voice"] and trace[0]["status"] == "ok"
     assert r.choices[0].message.content == "ANSWER: " + trace[0]["summary"]
@@ -131,8 +179,9 @@ def test_tool_loop_runs_the_expert_on_the_raw_clip(client, script, clips):
     offered = {t["function"]["name"] for t in first["tools"]}
     assert offered == {"analyze_facial_expression", "analyze_body_language", "analyze_voice"}
     assert all("clip" not in t["function"]["parameters"]["properties"] for t in first["tools"])
-    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool"]
     assert str(clips) not in json.dumps(first) + json.dumps(second)  # no raw path reaches the model
+    assert r.usage.total_tokens == 30  # summed over the two rounds
 
 
 def test_streamed_tool_loop(gateway, script, clips):
@@ -140,7 +189,7 @@ def test_streamed_tool_loop(gateway, script, clips):
     import httpx
 
     script.call = ("analyze_voice", '{"start_s": 0.5}')
-    body = {"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4")), "max_tokens": 16, "stream": True}
+    body = {"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4")), "max_tokens": 16, "stream": True, "deemo": {"tool_loop": True}}
     chunks = []
     with httpx.stream("POST", f"{gateway}/chat/completions", json=body, timeout=120) as resp:
         assert resp.status_code == 200
@@ -171,6 +220,8 @@ BAD = [
     ("client tools", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "x"}}]}, 400, "client-side tools"),
     ("max_tokens", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
     ("deemo option", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"expert": "tools"}}, 400, "unknown deemo option"),
+    ("experts profile", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"experts": "context"}}, 400, "none, fast, all"),
+    ("labels", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"labels": ["happy"]}}, 400, "deemo.labels"),
 ]
 
 
@@ -199,7 +250,7 @@ def test_bad_tool_calls_from_the_model_are_422(gateway, script, clips):
 
     for call, text in ((("rm_rf", "{}"), "does not offer"), (("analyze_voice", '{"start_s": "soon"}'), "must be number"), (("analyze_voice", '{"clip": "/etc/passwd"}'), "supplied by the server")):
         script.call = call
-        r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=120)
+        r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4")), "deemo": {"tool_loop": True}}, timeout=120)
         assert r.status_code == 422 and text in r.json()["error"]["message"], r.text
     script.call = ("analyze_voice", "{}")
 
@@ -218,10 +269,10 @@ def test_busy_server_answers_429_and_keeps_serving(gateway, client):
     assert client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "still there?"}], max_tokens=4).choices[0].message.content
 
 
-def test_api_key_and_size_limits(backend, clips):
+def test_api_key_and_size_limits(backend, clips, tiny_paths):
     import httpx
 
-    with _start_gateway(backend, clips, api_key="s3cret", max_bytes=1000) as srv:
+    with _start_gateway(backend, clips, tiny_paths, api_key="s3cret", max_bytes=1000) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1"
         assert httpx.get(f"{url}/models").status_code == 401
         ok = httpx.get(f"{url}/models", headers={"authorization": "Bearer s3cret"})
@@ -230,10 +281,59 @@ def test_api_key_and_size_limits(backend, clips):
         assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
 
 
-def test_media_length_limit(backend, clips):
+def test_media_length_limit(backend, clips, tiny_paths):
     import httpx
 
-    with _start_gateway(backend, clips, max_media_seconds=1.0) as srv:
+    with _start_gateway(backend, clips, tiny_paths, max_media_seconds=1.0) as srv:
         r = httpx.post(f"http://127.0.0.1:{srv.port}/v1/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=60)
         assert r.status_code == 400 and "the limit is 1 s" in r.json()["error"]["message"], r.text
         assert str(clips) not in r.text  # the scratch path is not echoed either
+
+
+# -- one path: the CLI's Analyzer and the gateway give the same prompt, label distribution and answer --
+@pytest.fixture(scope="module")
+def hf_gateway(tiny_hf, clips, tiny_paths):
+    """The gateway in front of the tiny model served as an OpenAI server (every request is real)."""
+    from hf_server import make_hf_app
+
+    with ServerThread(make_hf_app(tiny_hf), _port()) as be:
+        with _start_gateway(f"http://127.0.0.1:{be.port}/v1", clips, tiny_paths, experts="fast") as gw:
+            yield f"http://127.0.0.1:{gw.port}/v1"
+
+
+def test_gateway_and_analyze_give_the_same_answer(hf_gateway, tiny_hf, tiny_paths, clips, tmp_path):
+    from openai import OpenAI
+
+    from deemo_llama.analyze import Analyzer
+    from deemo_llama.tools import ToolCache
+
+    c = OpenAI(base_url=hf_gateway, api_key="unused", timeout=300, max_retries=0)
+    tiny_hf.requests.clear()
+    r = c.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4"), "How does the person feel?"), max_tokens=24)
+    ext = r.model_extra["deemo"]
+    from tiny import FixedTranscriber
+
+    analyzer = Analyzer(tiny_paths["checkpoint"], transcriber=FixedTranscriber(PLANTED), experts="fast", max_new_tokens=24, cache=ToolCache(tmp_path / "cache"))
+    local = analyzer.analyze(clips / "talk.mp4", question="How does the person feel?")
+    served_prompt = tiny_hf.requests[-1]["messages"][:-1]  # minus the forced answer prefix
+    local_messages, _, _ = analyzer.messages(analyzer.pipeline.run(clips / "talk.mp4"), "How does the person feel?")
+    assert served_prompt == local_messages  # the same prompt, evidence lines included
+    assert "analyze_facial_expression" in ext["evidence"]["experts"] and "analyze_voice" in ext["evidence"]["experts"]
+    assert any(line.startswith("- Face:") for line in local.findings) and any(line.startswith("- Voice:") for line in local.findings)
+    assert ext["label"] == local.label
+    for k in local.scores:
+        assert abs(ext["scores"][k] - local.scores[k]) < 2e-3, (k, ext["scores"], local.scores)
+    assert r.choices[0].message.content == f"Emotion: {local.label}. Reasoning: {local.reasoning}".rstrip()
+
+
+def test_streamed_equals_non_streamed(hf_gateway, clips):
+    from openai import OpenAI
+
+    c = OpenAI(base_url=hf_gateway, api_key="unused", timeout=300, max_retries=0)
+    kw = dict(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=24, extra_body={"deemo": {"experts": "none"}})
+    whole = c.chat.completions.create(**kw)
+    chunks = list(c.chat.completions.create(stream=True, **kw))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == whole.choices[0].message.content and text.startswith("Emotion: ")
+    first = chunks[0].model_extra["deemo"]
+    assert first["label"] == whole.model_extra["deemo"]["label"] and first["scores"] == whole.model_extra["deemo"]["scores"]

@@ -107,3 +107,34 @@ def test_common_containers(tmp_path, ext):
     assert abs(len(clip.audio) / 16000 - 1.0) < 0.1
     if not audio_only:
         assert clip.frames.shape == (4, 360, 640, 3)
+
+
+def test_iter_frames_windows_and_thins(media_dir):
+    """The one frame decoder: every frame with its time and pts; a half-open window; max_fps thinning."""
+    from deemo_llama.media import iter_frames, open_media
+
+    path = media_dir / "talk.mp4"  # 2 s at 25 fps
+    with open_media(path, 600.0) as (container, vs, _a, _d):
+        every = list(iter_frames(container, vs))
+        container.seek(0)
+        part = list(iter_frames(container, vs, start_s=0.5, end_s=1.5, max_fps=10))
+    assert len(every) == 50 and [f.index for f in every] == list(range(50))
+    np.testing.assert_allclose([f.t for f in every], np.arange(50) / 25, atol=1e-6)
+    assert every[0].rgb.shape == (360, 640, 3) and every[0].rgb.dtype == np.uint8 and every[0].pts is not None
+    times = [f.t for f in part]
+    assert times[0] == pytest.approx(0.52) and times[-1] < 1.5 and len(times) == 9  # every 3rd frame: 0.12 s >= 0.1 - 0.01
+    assert all(b - a >= 0.09 for a, b in zip(times, times[1:]))
+    with open_media(path, 600.0) as (container, vs, _a, _d):
+        sampled = load_clip(path, num_frames=5)
+        # load_clip keeps the first decoded frame at or after each sample time, converted the same way
+        frames = {round(f.t, 3): f.rgb for f in iter_frames(container, vs)}
+    for t, img in zip(sampled.frame_times, sampled.frames):
+        np.testing.assert_array_equal(frames[round(float(t), 3)], img)
+
+
+def test_corrupt_stream_error_names_the_file(bad_files):
+    from deemo_llama.media import CorruptStream
+
+    with pytest.raises(CorruptStream, match="corrupt") as e:
+        load_clip(bad_files / "corrupt.mp4")
+    assert isinstance(e.value, MediaError) and e.value.frames_decoded >= 0 and "corrupt.mp4" in str(e.value)

@@ -23,6 +23,7 @@ from deemo_llama.errors import DeemoError
 from deemo_llama.tools import ToolCache, get_tool
 from deemo_llama.tools.physio_io import DEAP_CHANNELS, load_dreamer, read_recording
 from deemo_llama.tools import physio_model as pm
+from deemo_llama.training import physio as pt
 
 FS = 128
 DREAMER_ELECTRODES = "AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4".split()
@@ -169,13 +170,13 @@ def dreamer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def deap_table(deap, home):
-    return pm.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
+    return pt.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
 
 
 @pytest.fixture(scope="module")
 def deap_model(deap_table):
     """Trained on s01-s06; s07 stays unseen for the tool test."""
-    model, _ = pm.train_model(deap_table.subset(deap_table.subjects != "s07"), folds=3)
+    model, _ = pt.train_model(deap_table.subset(deap_table.subjects != "s07"), folds=3)
     return model
 
 
@@ -272,7 +273,7 @@ def test_dreamer_reader_errors_name_the_problem(case, match, dreamer, tmp_path):
 def test_splits_never_share_a_subject(deap_table):
     subjects = deap_table.subjects
     for folds in (3, 7, 20):
-        scheme, splits = pm.subject_splits(subjects, folds)
+        scheme, splits = pt.subject_splits(subjects, folds)
         tested = []
         for train, test in splits:
             assert set(subjects[train]).isdisjoint(subjects[test])
@@ -281,11 +282,11 @@ def test_splits_never_share_a_subject(deap_table):
         assert sorted(tested) == sorted(set(subjects))  # every subject held out exactly once
     assert scheme == "leave-one-subject-out"
     with pytest.raises(DeemoError, match="at least 2 subjects"):
-        pm.subject_splits(np.array(["s01"] * 5), 3)
+        pt.subject_splits(np.array(["s01"] * 5), 3)
 
 
 def test_model_beats_majority_on_held_out_subjects(deap_table):
-    report = pm.evaluate(deap_table, folds=7)  # leave-one-subject-out
+    report = pt.evaluate(deap_table, folds=7)  # leave-one-subject-out
     assert report.scheme == "leave-one-subject-out" and report.n_trials == 56
     assert sorted(sum(report.splits, [])) == report.subjects == [f"s0{i}" for i in range(1, 8)]  # each held out once
     for target in ("valence", "arousal"):
@@ -296,14 +297,14 @@ def test_model_beats_majority_on_held_out_subjects(deap_table):
 
 
 def test_feature_cache_is_reused_and_invalidated(deap, deap_table, home, monkeypatch):
-    monkeypatch.setattr(pm, "trial_features", lambda *a, **k: pytest.fail("features recomputed"))
-    again = pm.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
+    monkeypatch.setattr(pt, "trial_features", lambda *a, **k: pytest.fail("features recomputed"))
+    again = pt.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
     assert again.names == deap_table.names and np.array_equal(again.X, deap_table.X, equal_nan=True)
     assert list(again.subjects) == list(deap_table.subjects)
     st = os.stat(deap[0] / "s03.dat")
     os.utime(deap[0] / "s03.dat", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file "changed"
     with pytest.raises(pytest.fail.Exception, match="features recomputed"):
-        pm.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
+        pt.extract_features(deap[0], "deap", cache_root=home / "physio-features", progress=False)
 
 
 # -- save / load -------------------------------------------------------------------------------------

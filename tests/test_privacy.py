@@ -290,3 +290,27 @@ def test_zero_frame_video_track_is_treated_as_audio_only(deid, tmp_path):
     report = deid.file(path, tmp_path / "out")
     assert "video" not in report and report["outputs"] == ["audio.wav"]
     assert report["audio"]["duration_s"] == pytest.approx(len(wave) / 16000, abs=0.1)
+
+
+def test_clip_uses_the_frame_and_audio_steps_and_returns_boxes(deid, face_clip):
+    """Deidentifier.clip (in memory) is Deidentifier.frame per sampled frame and Deidentifier.audio on
+    the wave; its summary carries the CenterFace boxes of every raw frame for the expert tools."""
+    from deemo_llama.media import load_clip
+
+    raw = load_clip(face_clip, num_frames=3)
+    anon, summary = deid.clip(raw, key="k")
+    assert summary["faces_per_frame"] == [1, 1, 1] and summary["alpha"] == 0.8
+    assert [len(b) for b in summary["boxes"]] == summary["faces_per_frame"]
+    for frame, clean, boxes in zip(raw.frames, anon.frames, summary["boxes"]):
+        again, found = deid.frame(frame)
+        np.testing.assert_array_equal(again, clean)
+        assert boxes == [[b.x1, b.y1, b.x2, b.y2, b.score] for b in found]
+        x1, y1, x2, y2, score = boxes[0]
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360 and 0 < score <= 1
+        assert not np.array_equal(frame, clean)  # the face was blurred
+    json.dumps(summary)  # plain floats
+    wave, alpha = deid.audio(raw.audio, "k")
+    np.testing.assert_array_equal(wave, anon.audio)
+    assert alpha == 0.8 and not np.array_equal(wave, raw.audio)
+    drawn = Deidentifier(DeidOptions(transcribe=False, audit=False, random_alpha=True, seed=3))
+    assert drawn.audio(raw.audio, "k")[1] == draw_alpha(3, "k")

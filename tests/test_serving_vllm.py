@@ -185,3 +185,4 @@ def test_unknown_model_is_a_404_json_error(client):
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="gpt-17", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert "gpt-17" in str(e.value)
+

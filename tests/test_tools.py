@@ -10,7 +10,7 @@ import pytest
 
 from deemo_llama.errors import DeemoError
 from deemo_llama.tools import ToolArgumentError, ToolCache, ToolResult, get_tool, tool_specs
-from deemo_llama.tools.physiology import eeg_features
+from deemo_llama.tools.physio_features import eeg_features
 
 FS = 128
 

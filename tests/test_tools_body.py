@@ -17,7 +17,8 @@ import pytest
 from deemo_llama.errors import MediaError
 from deemo_llama.metrics import event_f1
 from deemo_llama.tools.base import ToolArgumentError
-from deemo_llama.tools.body import AnalyzeBodyLanguage, Hysteresis, detect_body_language, signal_episodes
+from deemo_llama.tools.body.events import Hysteresis, detect_body_language, signal_episodes
+from deemo_llama.tools.body.tool import AnalyzeBodyLanguage
 
 FPS = 10.0
 ASPECT = 16 / 9
@@ -387,7 +388,7 @@ def test_arguments_and_unusable_inputs(tmp_path):
 def test_mediapipe_pose_finds_the_astronaut():
     from skimage import data
 
-    from deemo_llama.tools.body import run_pose
+    from deemo_llama.tools.body.tool import run_pose
 
     pose = run_pose(data.astronaut()[None])[0]  # [33, 4]
     assert np.isfinite(pose).all()
@@ -415,3 +416,19 @@ def test_tool_on_astronaut_clip(tmp_path):
     assert all(not (isinstance(x, list) and len(x) >= 33) for x in _walk(r))
     part = tool.run(clip=str(clip), start_s=1.0, end_s=2.0, fps=5).to_dict()
     assert part["quality"]["frames"] == 5 and 0.9 <= part["window"][0] and part["window"][1] <= 2.1
+
+
+@pytest.mark.weights
+def test_analyze_frames_runs_pose_on_decoded_frames(tmp_path):
+    """analyze_frames (frames decoded by the caller) is what run() does after decoding."""
+    from deemo_llama.media import load_clip
+    from deemo_llama.sample import moving_face_frames, write_clip
+    from deemo_llama.tools.body.tool import MAX_POSE_FRAMES
+
+    clip = write_clip(tmp_path / "astro.mp4", moving_face_frames(50), None, fps=25)
+    tool = AnalyzeBodyLanguage()
+    c = load_clip(clip, num_frames=MAX_POSE_FRAMES, sampling="fps", fps=5, audio=False)
+    r = tool.analyze_frames(c.frames, c.frame_times, window=(0.0, c.duration)).to_dict()
+    assert r == tool.run(clip=str(clip), fps=5).to_dict()
+    assert r["quality"]["frames"] == 10 and r["quality"]["pose_detected_share"] >= 0.8
+    assert tool.analyze_frames(c.frames, c.frame_times).quality == r["quality"]  # window: the frames' span

@@ -14,7 +14,7 @@ import pytest
 from deemo_llama.errors import DeemoError, MediaError
 from deemo_llama.metrics import event_f1, iou, spotting_f1, strs
 from deemo_llama.tools import face as F
-from deemo_llama.tools.face_io import read_casme2, read_casme_sq, read_openface_csv, to_intervals
+from deemo_llama.tools.face.face_io import read_casme2, read_casme_sq, read_openface_csv, to_intervals
 
 # ------------------------------------------------------------------ synthetic landmark sequences
 
@@ -416,6 +416,25 @@ def test_arguments_are_validated():
     with pytest.raises(ToolArgumentError, match="missing required"):
         tool.validate({"backend": "default"})
     assert tool.path_arguments == ("clip", "openface_csv", "hsemotion_onnx")
+    assert tool.validate({"clip": "c.mp4", "max_fps": 15})
+    with pytest.raises(ToolArgumentError, match="max_fps"):
+        tool.validate({"clip": "c.mp4", "max_fps": 0.5})
+
+
+def test_analyze_frames_rejects_unusable_frames():
+    tool = F.AnalyzeFacialExpression()
+    with pytest.raises(DeemoError, match=r"\[T, H, W, 3\] uint8"):
+        tool.analyze_frames(np.zeros((2, 8, 8), np.uint8), np.zeros(2), 25.0)
+    with pytest.raises(DeemoError, match="3 times for 2 frames"):
+        tool.analyze_frames(np.zeros((2, 8, 8, 3), np.uint8), np.zeros(3), 25.0)
+    with pytest.raises(MediaError, match="no video frames"):
+        tool.analyze_frames(np.zeros((0, 8, 8, 3), np.uint8), np.zeros(0), 25.0)
+
+
+def test_box_corners_reads_boxes_and_lists():
+    from deemo_llama.privacy.faces import Box
+
+    assert F.box_corners(Box(1, 2, 3, 4, 0.9)) == F.box_corners([1, 2, 3, 4, 0.9]) == F.box_corners((1, 2, 3, 4)) == (1.0, 2.0, 3.0, 4.0)
 
 
 def test_unusable_media_give_one_line_errors(tmp_path):
@@ -456,7 +475,7 @@ def test_keras_graph_matches_numpy_reference(tmp_path):
     """A tiny Keras-2 file with the mini-Xception's layer types (separable conv with depth multiplier
     2, TF 'same' padding, which is asymmetric for the 3x3/2 max pool on 10x10, residual add, batch
     norm, softmax): the torch model equals a direct numpy implementation of Keras' semantics."""
-    from deemo_llama.tools.fer_model import _same_pad, load_keras_hdf5
+    from deemo_llama.tools.face.fer_model import _same_pad, load_keras_hdf5
 
     assert _same_pad(60, 3, 2) == (0, 1) and _same_pad(15, 3, 2) == (1, 1) and _same_pad(15, 1, 2) == (0, 0)
     rng = np.random.default_rng(0)
@@ -510,7 +529,7 @@ def test_keras_graph_matches_numpy_reference(tmp_path):
 
 def test_keras_loader_rejects_mismatched_weights(tmp_path):
     from deemo_llama.errors import AssetError
-    from deemo_llama.tools.fer_model import load_keras_hdf5
+    from deemo_llama.tools.face.fer_model import load_keras_hdf5
 
     path = tmp_path / "x.hdf5"
     with h5py.File(path, "w") as f:
@@ -534,7 +553,7 @@ def test_fer_model_reads_the_astronaut_as_happy():
     import cv2
     from skimage import data
 
-    from deemo_llama.tools.fer_model import LABELS, predict_expressions
+    from deemo_llama.tools.face.fer_model import LABELS, predict_expressions
 
     gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
     faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml").detectMultiScale(gray, 1.1, 5)
@@ -613,3 +632,60 @@ def test_tool_spots_warped_lip_corner_movements_end_to_end(tmp_path):
     assert all(e["aus"][0] == "AU12" for e in moves)
     assert r["estimates"]["counts"] == {"micro_expressions": 1, "macro_expressions": 1, "expression_segments": 1}
     assert_no_geometry_leaks(r)
+
+
+def _decoded(path, max_fps=None):
+    """Frames, times and frame rate of a clip, decoded once as a caller of analyze_frames would."""
+    from deemo_llama.media import iter_frames, open_media
+
+    with open_media(path, 600.0) as (container, vs, _audio, _declared):
+        pairs = [(f.t, f.rgb) for f in iter_frames(container, vs, start_s=0.0, max_fps=max_fps or F.MESH_MAX_FPS)]
+        rate = float(vs.average_rate)
+    return np.stack([f for _, f in pairs]), np.array([t for t, _ in pairs]), rate
+
+
+@pytest.mark.weights
+def test_analyze_frames_on_decoded_frames_equals_run(tmp_path):
+    """The decoded-input entry point gives run()'s envelope on the same frames, also for a faster
+    profile (max_fps) where the caller thinned the frames itself."""
+    from deemo_llama.sample import moving_face_frames, write_clip
+
+    clip = write_clip(tmp_path / "astro.mp4", moving_face_frames(50), None, fps=25)
+    tool = F.AnalyzeFacialExpression()
+    frames, times, rate = _decoded(clip)
+    assert tool.analyze_frames(frames, times, rate).to_dict() == tool.run(clip=str(clip)).to_dict()
+    fast = tool.run(clip=str(clip), max_fps=12.5).to_dict()
+    assert fast["quality"]["frames_analysed"] == 25 and fast["quality"]["analysis_fps"] == 12.5 and fast["status"] == "ok"
+    assert tool.analyze_frames(frames[::2], times[::2], rate).to_dict() == fast
+
+
+@pytest.mark.weights
+def test_given_boxes_replace_the_trackers_own_detection(tmp_path, monkeypatch):
+    """CenterFace boxes passed for a frame (Box objects or Deidentifier.clip's [x1, y1, x2, y2, score]
+    lists) are used instead of running the detector on that frame; the result is the same."""
+    import deemo_llama.privacy.faces as faces
+    from deemo_llama.sample import moving_face_frames, write_clip
+
+    clip = write_clip(tmp_path / "astro.mp4", moving_face_frames(20), None, fps=25)
+    frames, times, rate = _decoded(clip)
+    detector = faces.CenterFaceDetector()
+    boxes = {i: detector(f) for i, f in enumerate(frames)}
+    calls = []
+
+    class Counting(faces.CenterFaceDetector):
+        def __call__(self, frame):
+            calls.append(frame.shape)
+            return super().__call__(frame)
+
+    monkeypatch.setattr(faces, "CenterFaceDetector", Counting)
+    tool = F.AnalyzeFacialExpression()
+    plain = tool.analyze_frames(frames, times, rate).to_dict()
+    n_plain = len(calls)
+    assert n_plain >= 1 and plain["status"] == "ok"
+    calls.clear()
+    assert tool.analyze_frames(frames, times, rate, boxes=boxes).to_dict() == plain
+    assert calls == []  # every frame had its boxes: the tracker never ran CenterFace
+    calls.clear()
+    first = {0: [[b.x1, b.y1, b.x2, b.y2, b.score] for b in boxes[0]]}
+    assert tool.analyze_frames(frames, times, rate, boxes=first).to_dict() == plain
+    assert len(calls) == n_plain - 1  # only the first frame's detection was skipped

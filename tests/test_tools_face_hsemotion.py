@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deemo_llama.errors import DeemoError
-from deemo_llama.tools.hsemotion import LABELS_8, HSEmotionONNX
+from deemo_llama.tools.face.hsemotion import LABELS_8, HSEmotionONNX
 
 
 def _toy_model(path, classes=8, size=224):

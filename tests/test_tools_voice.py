@@ -109,3 +109,17 @@ def test_unusable_inputs(voice, tmp_path):
     assert silence["status"] == "no_signal"
     with pytest.raises(MediaError, match="holds no audio"):
         voice.run(clip=str(tmp_path / "silence.wav"), start_s=5.0)
+
+
+def test_analyze_audio_on_decoded_audio_equals_run(voice, tmp_path):
+    """The decoded-input entry point (raw 16 kHz wave, anonymised inside) gives run()'s envelope,
+    for the whole clip and for a window (event times on the clip's time line)."""
+    from deemo_llama.media import load_clip
+
+    path = write_clip(tmp_path / "v.wav", None, np.clip(np.concatenate([speak(SENTENCES[0], pitch=30), speak(SENTENCES[1], pitch=75)]), -1, 1))
+    wave = load_clip(path, num_frames=1, video=False).audio
+    assert voice.analyze_audio(wave, SR).to_dict() == voice.run(clip=str(path)).to_dict()
+    a, b = int(0.7 * SR), int(4.2 * SR)
+    part = voice.analyze_audio(wave[a:b], SR, start_s=a / SR).to_dict()
+    assert part == voice.run(clip=str(path), start_s=0.7, end_s=4.2).to_dict()
+    assert part["window"] == [0.7, 4.2] and all(e["start_s"] >= 0.7 for e in part["events"])

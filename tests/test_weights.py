@@ -110,14 +110,20 @@ def test_analyze_sample_clip(tmp_path):
     from deemo_llama.sample import make_sample_clip
 
     out = _analyze_json(make_sample_clip(tmp_path / "happy.mp4"))
-    assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores"} <= set(out)
+    assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores", "evidence", "findings"} <= set(out)
     assert out["mode"] == "zero-shot-text" and out["deidentified"] is True
-    assert out["deid"]["alpha"] == 0.8 and len(out["deid"]["faces_per_frame"]) == 8
+    assert out["deid"]["audio"]["mcadams_alpha"] == 0.8 and out["deid"]["video"]["frames_forwarded"] == 0
     assert out["inputs_used"] == {"video": True, "audio": True}
     assert "got the job" in out["transcript"].lower()
-    assert out["label"] == "happy"  # measured: calibrated zero-shot score 0.70 on this clip
-    assert len(out["reasoning"]) > 20
-    assert {"decode", "deid", "transcribe", "cues", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
+    ev = out["evidence"]
+    assert ev["profile"] == "fast" and set(ev["experts"]) == {"analyze_facial_expression", "analyze_voice"} and not ev["failures"]
+    assert ev["experts"]["analyze_facial_expression"]["estimates"]["dominant_expression"] == "happy"  # the sample's face smiles
+    assert any(f.startswith("- Face: mostly happy") for f in out["findings"]) and any(f.startswith("- Voice:") for f in out["findings"])
+    assert out["label"] == "happy"
+    assert len(out["reasoning"]) > 20 and out["reasoning"][-1] in ".!?"  # ends at a sentence boundary
+    sentences = [s.strip().lower() for s in out["reasoning"].replace("!", ".").replace("?", ".").split(".") if s.strip()]
+    assert len(sentences) == len(set(sentences))  # no sentence repeats
+    assert {"decode", "deid", "transcribe", "analyze_facial_expression", "analyze_voice", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
     assert abs(sum(out["scores"].values()) - 1) < 1e-3
 
 
@@ -127,10 +133,10 @@ def test_analyze_audio_only_and_video_only(tmp_path):
     audio = _analyze_json(make_sample_clip(tmp_path / "speech.flac", text="This is terrible, I lost everything and I am so sad.", video=False))
     assert audio["inputs_used"] == {"video": False, "audio": True}
     assert "lost everything" in audio["transcript"].lower()
-    assert "visual_motion" not in audio["cues"]
+    assert set(audio["evidence"]["experts"]) == {"analyze_voice"}
     video = _analyze_json(make_sample_clip(tmp_path / "mute.mp4", seconds=2.0, audio=False))
     assert video["inputs_used"] == {"video": True, "audio": False}
-    assert video["transcript"] == "" and "visual_motion" in video["cues"]
+    assert video["transcript"] == "" and set(video["evidence"]["experts"]) == {"analyze_facial_expression"}
     assert video["label"] in ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")
 
 

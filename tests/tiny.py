@@ -66,3 +66,18 @@ def make_parts(root: Path) -> dict[str, Path]:
     tok = make_tokenizer(llm)
     make_llm(llm, len(tok))
     return {"llm": llm, "audio": make_whisper(root / "whisper"), "video": make_mobilenet(root / "mobilenet.safetensors")}
+
+
+class FixedTranscriber:
+    """Stands in for Whisper in unit tests (a random tiny Whisper has no tokenizer to decode with):
+    every clip "says" ``text``, so a planted phrase can be followed into the prompt."""
+
+    def __init__(self, text: str = "I am so happy today."):
+        self.text = text
+        self.calls = 0
+
+    def __call__(self, wave, sample_rate: int = 16000):
+        from deemo_llama.transcribe import Segment, Transcript
+
+        self.calls += 1
+        return Transcript(self.text, [Segment(0.0, round(len(wave) / sample_rate, 2), self.text)])

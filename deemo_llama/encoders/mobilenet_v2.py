@@ -13,7 +13,7 @@ from torch import nn
 _INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-def _make_divisible(v: float, divisor: int = 8) -> int:
+def make_divisible(v: float, divisor: int = 8) -> int:
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
 
@@ -50,11 +50,11 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, width_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
-        cin = _make_divisible(32 * width_mult)
-        self.feature_dim = _make_divisible(1280 * max(1.0, width_mult))
+        cin = make_divisible(32 * width_mult)
+        self.feature_dim = make_divisible(1280 * max(1.0, width_mult))
         features: list[nn.Module] = [_conv_bn_relu(3, cin, stride=2)]
         for t, c, n, s in _INVERTED_RESIDUAL_SETTING:
-            cout = _make_divisible(c * width_mult)
+            cout = make_divisible(c * width_mult)
             for i in range(n):
                 features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
                 cin = cout

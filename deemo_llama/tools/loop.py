@@ -6,23 +6,30 @@ model specs without those arguments. Each call is validated (unknown tool, bad a
 :class:`ToolCallError`, which the gateway answers with a 4xx), run through the per-file
 :class:`ToolCache` with a timeout, and returned to the model as a compact ``tool`` message.
 
-    session = ToolSession({"clip": Path("clip.mp4")})
-    text, steps, messages = run_tool_loop(generate, messages, session, max_rounds=3)
+One loop, :func:`tool_loop`, serves every backend: a *transport* produces one assistant turn per
+call (content deltas as they are generated, then an :class:`AssistantTurn` with the parsed tool
+calls). ``serving.backend.openai_transport`` talks to vLLM (or any OpenAI-compatible server),
+``generation.hf_transport`` to an in-process HF model.
 
-``generate(messages, tools) -> str`` is any chat backend whose output uses the chat template's
-``<tool_call>`` format (HF ``generation.chat`` or a vLLM server).
+    session = ToolSession({"clip": Path("clip.mp4")})
+    final = run_tool_loop(hf_transport(model, processor, audios=[wav]), messages, session, max_rounds=3)
+    final.turn.content, final.steps, final.messages
+
+    async for ev in tool_loop(openai_transport(client, "deemo", stream=True), messages, session):
+        ...  # ev.kind: "delta" (ev.text), "step" (ev.step), then one "final"
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Literal, Sequence
 
 from ..errors import DeemoError
 from .base import Tool, ToolArgumentError
@@ -126,33 +133,127 @@ class ToolSession:
         return ToolStep(call_id, name, arguments, result["status"], result["summary"], time.perf_counter() - t0, cached, result)
 
 
-def run_tool_loop(
-    generate: Callable[[list[dict], list[dict]], str],
-    messages: Sequence[dict],
-    session: ToolSession,
-    max_rounds: int = 3,
-) -> tuple[str, list[ToolStep], list[dict]]:
-    """Generate; while the reply holds tool calls (and rounds remain), run them and generate again.
+@dataclass
+class AssistantTurn:
+    """One model turn as a transport returns it."""
 
-    Returns (final reply text, executed steps, the whole conversation including tool turns). After
-    ``max_rounds`` rounds of calls the model is asked once more with no tools offered, so the loop
-    always ends with a plain answer.
+    content: str | None  # the visible text of the turn (tool-call markup removed)
+    tool_calls: list[dict]  # [{"id": str, "name": str, "arguments": str (JSON text)}], [] if none
+    finish_reason: str | None = None
+    usage: dict | None = None  # {"prompt_tokens", "completion_tokens", "total_tokens"} when reported
+    raw: dict | None = None  # the backend's whole non-streamed response (model_dump), if any
+
+
+# A transport produces one assistant turn for (messages, tools-or-None): it yields content deltas
+# (str) as they are generated and, LAST, exactly one AssistantTurn.
+Transport = Callable[[list[dict], list[dict] | None], AsyncIterator[str | AssistantTurn]]
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass
+class LoopEvent:
+    """What :func:`tool_loop` yields: content deltas, executed tool steps, and one final event."""
+
+    kind: Literal["delta", "step", "final"]
+    text: str = ""  # delta
+    step: ToolStep | None = None  # step (an executed tool call)
+    turn: AssistantTurn | None = None  # final: the last turn
+    messages: list[dict] | None = None  # final: the whole conversation incl. tool turns and the final assistant message
+    steps: list[ToolStep] = field(default_factory=list)  # final: every executed step
+    usage: dict | None = None  # final: usage summed over all rounds (None if no round reported usage)
+    rounds: int = 0  # final: how many rounds ran tool calls
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:12]}"
+
+
+def _add_usage(total: dict | None, usage: dict | None) -> dict | None:
+    if not usage:
+        return total
+    total = dict(total or {k: 0 for k in USAGE_KEYS})
+    for k in USAGE_KEYS:
+        total[k] = total.get(k, 0) + int(usage.get(k) or 0)
+    return total
+
+
+def _check_arguments(call: dict) -> None:
+    """Arguments that are JSON but not an object are the model's error (bad JSON: session.call says so)."""
+    args = call.get("arguments")
+    if isinstance(args, str) and args.strip():
+        try:
+            parsed = json.loads(args)
+        except json.JSONDecodeError:
+            return
+        if not isinstance(parsed, dict):
+            raise ToolCallError(f"{call.get('name')}: arguments must be a JSON object, got {args[:80]!r}")
+
+
+async def _one_turn(transport: Transport, messages: list[dict], tools: list[dict] | None) -> AsyncIterator[str | AssistantTurn]:
+    turn = None
+    async for item in transport(messages, tools):
+        if turn is not None:
+            raise RuntimeError("the transport yielded after its AssistantTurn")
+        if isinstance(item, AssistantTurn):
+            turn = item
+        elif item:
+            yield item
+    if turn is None:
+        raise RuntimeError("the transport ended without an AssistantTurn")
+    yield turn
+
+
+async def tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3) -> AsyncIterator[LoopEvent]:
+    """Generate; while the turn holds tool calls (and rounds remain), run them and generate again.
+
+    ``session`` None or ``max_rounds`` 0 -> one plain turn (no tools offered). Tool calls run via
+    ``session.call`` in a worker thread, in order; ToolCallError propagates (the gateway answers 422).
+    After ``max_rounds`` rounds of calls the model is asked once more with ``tools=None``, so the loop
+    always ends with a plain answer. Yields "delta" events as the transport streams, a "step" event
+    per executed call, and finally one "final" event with the last turn and the whole conversation.
     """
-    from ..processing import parse_tool_calls
-
     messages = list(messages)
     steps: list[ToolStep] = []
-    for round_ in range(max_rounds + 1):
-        tools = session.specs() if round_ < max_rounds else []
-        text = generate(messages, tools)
-        try:
-            content, calls = parse_tool_calls(text)
-        except ValueError as e:
-            raise ToolCallError(f"the model's tool call could not be parsed: {e}") from None
-        if not calls or not tools:
-            return content if calls else text.strip(), steps, messages + [{"role": "assistant", "content": content if calls else text.strip()}]
-        done = [session.call(c["name"], c["arguments"]) for c in calls]
-        steps += done
-        messages.append({"role": "assistant", "content": content, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in done]})
+    usage: dict | None = None
+    rounds = max_rounds if session is not None else 0
+    for round_ in range(rounds + 1):
+        tools = (session.specs() or None) if round_ < rounds else None
+        turn: AssistantTurn | None = None
+        async for item in _one_turn(transport, messages, tools):
+            if isinstance(item, AssistantTurn):
+                turn = item
+            else:
+                yield LoopEvent("delta", text=item)
+        assert turn is not None
+        usage = _add_usage(usage, turn.usage)
+        if not tools or not turn.tool_calls:
+            # a call the model makes anyway when none was offered is dropped: the answer is its text
+            final = messages + [{"role": "assistant", "content": turn.content}]
+            yield LoopEvent("final", turn=turn, messages=final, steps=steps, usage=usage, rounds=round_)
+            return
+        done = []
+        for c in turn.tool_calls:
+            _check_arguments(c)
+            step = await asyncio.to_thread(session.call, c["name"], c["arguments"], c.get("id") or new_call_id())
+            done.append(step)
+            steps.append(step)
+            yield LoopEvent("step", step=step)
+        messages.append({"role": "assistant", "content": turn.content, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in done]})
         messages += [s.message() for s in done]
     raise AssertionError("unreachable")  # the last round offers no tools and returns
+
+
+def run_tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3) -> LoopEvent:
+    """:func:`tool_loop` run to its end with ``asyncio.run`` (not from inside a running event loop);
+    returns the final event."""
+
+    async def _run() -> LoopEvent:
+        final = None
+        async for ev in tool_loop(transport, messages, session, max_rounds):
+            if ev.kind == "final":
+                final = ev
+        assert final is not None
+        return final
+
+    return asyncio.run(_run())

@@ -11,10 +11,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import DeemoError
-from .base import Tool
+from .base import Tool, ToolResult
 
 
 def _tools() -> dict[str, type[Tool]]:
@@ -68,26 +68,31 @@ class ToolCache:
             h.update(f"{f.relative_to(root)}\0{self._file_digest(f)}\0".encode())
         return h.hexdigest()
 
-    def key(self, tool: Tool, path: Path, arguments: dict) -> str:
-        """Every input file counts by content (a changed OpenFace CSV for the same clip is a new key)."""
+    def key(self, tool: Tool, path: Path, arguments: dict, extra: dict | None = None) -> str:
+        """Every input file counts by content (a changed OpenFace CSV for the same clip is a new key);
+        ``extra`` names a different computation on the same inputs (the Evidence pipeline's shared decode)."""
         args = {k: v for k, v in arguments.items() if k not in tool.path_arguments}
         files = {k: self._file_digest(Path(arguments[k])) for k in tool.path_arguments if k in arguments and Path(arguments[k]).is_file()}
         # a directory argument (a trained model) counts by its files' contents: retraining into the
         # same directory must not return results of the old model
         files |= {k: self._dir_digest(Path(v)) for k, v in arguments.items() if isinstance(v, str) and k not in tool.path_arguments and Path(v).is_dir()}
-        raw = json.dumps([tool.name, tool.version, self._file_digest(path), files, args], sort_keys=True)
+        raw = json.dumps([tool.name, tool.version, self._file_digest(path), files, args] + ([extra] if extra else []), sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
-    def run(self, tool: Tool, arguments: dict) -> tuple[dict, bool]:
-        """(result dict, True if it came from the cache)."""
+    def run(self, tool: Tool, arguments: dict, compute: Callable[[], ToolResult] | None = None, key_extra: dict | None = None) -> tuple[dict, bool]:
+        """(result dict, True if it came from the cache). On a miss ``compute()`` (default:
+        ``tool.run(**arguments)``) makes the result, e.g. from media the caller decoded already."""
         tool.validate(arguments)
         path = Path(arguments[tool.path_arguments[0]])
         if not path.is_file():
             raise DeemoError(f"{path}: no such file")
-        target = self.root / tool.name / f"{self.key(tool, path, arguments)}.json"
+        target = self.root / tool.name / f"{self.key(tool, path, arguments, key_extra)}.json"
         if target.is_file():
-            return json.loads(target.read_text()), True
-        result = tool.run(**arguments).to_dict()
+            try:
+                return json.loads(target.read_text()), True
+            except json.JSONDecodeError:  # a damaged entry is recomputed
+                pass
+        result = (compute() if compute is not None else tool.run(**arguments)).to_dict()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(result, indent=2) + "\n")

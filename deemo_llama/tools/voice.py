@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Tool, ToolResult
+from .base import CLIP_WINDOW_PARAMS, Tool, ToolResult
 
 LLD_RATE = 100  # openSMILE eGeMAPS low-level descriptors: 10 ms hop
 WINDOW_S, HOP_S = 1.0, 0.25  # event windows; an event spans the centres of its windows +- hop/2
@@ -130,9 +130,8 @@ class AnalyzeVoice(Tool):
     parameters = {
         "type": "object",
         "properties": {
+            **CLIP_WINDOW_PARAMS,
             "clip": {"type": "string", "description": "Path of the clip (video or audio file)."},
-            "start_s": {"type": "number", "minimum": 0, "description": "Start of the window to analyse (s)."},
-            "end_s": {"type": "number", "minimum": 0, "description": "End of the window to analyse (s)."},
         },
         "required": ["clip"],
     }
@@ -148,7 +147,6 @@ class AnalyzeVoice(Tool):
     def run(self, clip: str, start_s: float | None = None, end_s: float | None = None) -> ToolResult:
         from ..errors import MediaError
         from ..media import load_clip
-        from ..privacy.voice import mcadams
 
         c = load_clip(Path(clip), num_frames=1, video=False)
         if not c.has_audio:
@@ -158,7 +156,17 @@ class AnalyzeVoice(Tool):
         b = int(end_s * sr) if end_s is not None else len(c.audio)
         if b <= a:
             raise MediaError(f"{clip}: the window {start_s}-{end_s} s holds no audio (the clip is {len(c.audio) / sr:.1f} s)")
-        wave = c.audio[a:b]
+        return self.analyze_audio(c.audio[a:b], sr, a / sr)
+
+    def analyze_audio(self, wave: np.ndarray, sample_rate: int, start_s: float = 0.0) -> ToolResult:
+        """The envelope from a RAW mono wave decoded by the caller (16 kHz, as media.load_clip gives)
+        that starts ``start_s`` s into the clip: it is McAdams-anonymised here (at ``alpha``) before
+        openSMILE reads it, and event times are on the clip's time line."""
+        from ..privacy.voice import mcadams
+
+        sr = int(sample_rate)
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        a = int(round(start_s * sr))
         window = (round(a / sr, 3), round((a + len(wave)) / sr, 3))
         if len(wave) < sr:
             return self.result("no_signal", window, {"duration_s": round(len(wave) / sr, 3)}, [], {}, "Too little audio (under 1 s) to analyse the voice.", BACKEND)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeemoError
+from ...errors import DeemoError
+from .spotting import frame_rate
 
 CASME2_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
 CASME_SQ_COLUMNS = ("subject", "video", "onset", "apex", "offset", "au", "emotion", "type", "selfReport")
@@ -47,8 +48,6 @@ class AUTrack:
     @property
     def fps(self) -> float:
         """Frame rate from the timestamps (0 when they do not advance)."""
-        from .face import frame_rate
-
         return frame_rate(self.times) if np.any(np.diff(self.times) > 0) else 0.0
 
 

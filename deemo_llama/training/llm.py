@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DeemoError
-from .modeling import DeemoLlamaForConditionalGeneration
-from .processing import DeemoProcessor, count_media
+from ..errors import DeemoError
+from ..modeling import DeemoLlamaForConditionalGeneration
+from ..processing import DeemoProcessor, count_media
 
 
 @dataclass
@@ -96,7 +96,7 @@ def load_records(path: Path) -> list[dict]:
 
 def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
     """Token ids + labels + decoded media for one record."""
-    from .media import load_clip_for
+    from ..media import load_clip_for
 
     ids, labels = processor.encode_for_training(rec["messages"])
     n = count_media(rec["messages"])
@@ -114,8 +114,8 @@ def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
 
 def train(args: TrainArgs) -> Path:
     """Fine-tune and write a checkpoint (base weights + trained projectors + LoRA adapter) to ``args.out``."""
-    from .assets import default_checkpoint
-    from .build import load_checkpoint, save_checkpoint
+    from ..assets import default_checkpoint
+    from ..build import load_checkpoint, save_checkpoint
 
     random.seed(args.seed)
     torch.manual_seed(args.seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeemoError
+from ...errors import DeemoError
 
 # HSEmotion's AffectNet class order (8-class models; the 7-class ones drop contempt)
 LABELS_8 = ("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")

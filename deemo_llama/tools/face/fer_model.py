@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assets import PackageFile
-from ..errors import AssetError
+from ...assets import PackageFile
+from ...errors import AssetError
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 class order
 INPUT_SIZE = 64

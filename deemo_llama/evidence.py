@@ -1,0 +1,331 @@
+"""Evidence: one clip (and optionally a physiology recording) -> one typed, non-identifying record.
+
+This is the ONE path from a clip to what the language model is told, shared by ``deemo analyze``,
+the gateway, the instruction-data builder and the evaluation runner:
+
+    decode once (PyAV, at the profile's frame rate) ──┬─ audio -> McAdams -> Whisper transcript of the ANONYMISED audio
+                                                       ├─ experts on the raw decoded media (inside the privacy boundary):
+                                                       │    face (frames + shared CenterFace boxes), body (frames), voice (audio)
+                                                       ├─ physiology from its own recording, when given
+                                                       └─ the frames the model sees, blurred, only when they are forwarded
+    -> Evidence(deid report, transcript + segments, each expert's envelope, failures, timings)
+
+Nothing identity-bearing is in the record: envelopes hold probabilities, event times and aggregate
+figures; the de-identified media the model may see live in :attr:`Evidence.media`, which is never
+serialised. An expert that fails is recorded in ``failures`` and the answer is still given.
+
+Profiles (``--experts``): ``none`` (transcript only), ``fast`` (the default: the facial expression at
+5 frames/s and the voice, which fit real time on a 2-core laptop CPU), ``all`` (the face at up to
+30 frames/s, body language at 10 frames/s, the voice).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from .errors import DeemoError
+from .media import Clip, load_clip
+
+EVIDENCE_VERSION = "1"
+Profile = Literal["none", "fast", "all"]
+PROFILES: tuple[str, ...] = ("none", "fast", "all")
+FACE, BODY, VOICE, PHYSIO = "analyze_facial_expression", "analyze_body_language", "analyze_voice", "analyze_physiology"
+# Frames kept in memory are downscaled to this longer side (a 1080p frame is 6 MB; 640x360 is 0.7 MB).
+MAX_FRAME_SIDE = 960
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """Which experts run, and at which frame rates (frames/s of the decoded clip)."""
+
+    name: str
+    face_fps: float | None = None  # None: the expert does not run
+    body_fps: float | None = None
+    voice: bool = False
+
+    @property
+    def decode_fps(self) -> float | None:
+        rates = [r for r in (self.face_fps, self.body_fps) if r]
+        return max(rates) if rates else None
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        return tuple(n for n, on in ((FACE, self.face_fps), (BODY, self.body_fps), (VOICE, self.voice)) if on)
+
+
+PROFILE_SPECS = {
+    "none": ProfileSpec("none"),
+    # measured on a 10 s, 25 fps clip, 2-core CPU: face mesh ~70 ms/frame -> 5 fps is ~3.5 s; pose
+    # (140-380 ms/frame) does not fit real time next to the face, so body language is in "all" only
+    "fast": ProfileSpec("fast", face_fps=5.0, voice=True),
+    "all": ProfileSpec("all", face_fps=30.0, body_fps=10.0, voice=True),
+}
+
+
+@dataclass
+class DeidMedia:
+    """What the model may see: blurred frames [T, H, W, 3] uint8 and McAdams audio [S] float32 16 kHz."""
+
+    frames: np.ndarray | None = None
+    audio: np.ndarray | None = None
+
+
+@dataclass
+class Evidence:
+    """The non-identifying record of one clip. ``experts`` maps a tool name to its envelope (dict)."""
+
+    profile: str
+    clip: dict[str, Any]
+    deid: dict[str, Any]
+    transcript: str = ""
+    segments: list[dict] = field(default_factory=list)
+    sentiment: dict[str, float] | None = None  # VADER polarity of the transcript (neg/neu/pos/compound)
+    experts: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    version: str = EVIDENCE_VERSION
+    media: DeidMedia | None = field(default=None, repr=False, compare=False)  # never serialised
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("media")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Evidence":
+        if str(d.get("version")) != EVIDENCE_VERSION:
+            raise DeemoError(f"evidence version {d.get('version')!r} is not {EVIDENCE_VERSION!r}; rebuild it")
+        known = {f for f in cls.__dataclass_fields__ if f != "media"}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def inputs_used(self) -> dict[str, bool]:
+        return {"video": bool(self.clip.get("has_video")), "audio": bool(self.clip.get("has_audio"))}
+
+
+def _downscale(frames: np.ndarray) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    if max(h, w) <= MAX_FRAME_SIDE:
+        return frames
+    import cv2
+
+    s = MAX_FRAME_SIDE / max(h, w)
+    size = (max(2, round(w * s)), max(2, round(h * s)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def pick_frames(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices into ``times`` of the frame nearest each target time."""
+    idx = np.searchsorted(times, targets).clip(0, len(times) - 1)
+    prev = (idx - 1).clip(0)
+    return np.where(np.abs(times[prev] - targets) < np.abs(times[idx] - targets), prev, idx)
+
+
+def thin(times: np.ndarray, fps: float) -> np.ndarray:
+    """Indices that keep at most ``fps`` frames per second (a frame at least 1/fps after the last kept)."""
+    keep, last = [], -np.inf
+    for i, t in enumerate(times):
+        if t - last >= 1.0 / fps - 1e-6:
+            keep.append(i)
+            last = t
+    return np.asarray(keep, dtype=int)
+
+
+def sentiment(text: str) -> dict[str, float] | None:
+    """VADER polarity of the wording (the lexicon ships in vaderSentiment); None without words."""
+    if not text.strip():
+        return None
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return {k: round(float(v), 3) for k, v in SentimentIntensityAnalyzer().polarity_scores(text).items()}
+
+
+class EvidencePipeline:
+    """Holds the de-identifier, the transcriber and the experts; ``run(path)`` -> :class:`Evidence`.
+
+    ``model_frames``: (num_frames, sampling, fps) of the checkpoint's video encoder, used when
+    ``forward_media`` is on (a checkpoint with trained projectors): those frames are blurred and
+    returned in ``Evidence.media`` with the anonymised audio.
+    """
+
+    def __init__(
+        self,
+        profile: Profile = "fast",
+        *,
+        transcriber=None,
+        deid_options=None,
+        cache=None,
+        max_seconds: float = 600.0,
+        forward_media: bool = False,
+        model_frames: tuple[int, str, float] = (8, "uniform", 1.0),
+        physio_model: str | None = None,
+        deidentify: bool = True,
+    ):
+        from .privacy.deid import DeidOptions, Deidentifier
+        from .tools import ToolCache
+
+        if profile not in PROFILE_SPECS:
+            raise DeemoError(f"unknown experts profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        self.spec = PROFILE_SPECS[profile]
+        self.deidentifier = Deidentifier(deid_options or DeidOptions(audit=False, transcribe=False, max_seconds=max_seconds))
+        self._transcriber = transcriber
+        self.cache = cache if cache is not None else ToolCache()
+        self.max_seconds = max_seconds
+        self.forward_media = forward_media
+        self.model_frames = model_frames
+        self.physio_model = physio_model
+        self.deidentify = deidentify  # False only for clips that are de-identified already (--no-deid)
+        self._tools: dict[str, Any] = {}
+
+    @property
+    def transcriber(self):
+        if self._transcriber is None:
+            from .assets import asset_dir
+            from .transcribe import Transcriber
+
+            self._transcriber = Transcriber(asset_dir("whisper"))
+        return self._transcriber
+
+    def tool(self, name: str):
+        if name not in self._tools:
+            from .tools import get_tool
+
+            self._tools[name] = get_tool(name)
+        return self._tools[name]
+
+    # -- the pipeline ------------------------------------------------------------------------------
+    def run(self, path: str | Path, physiology: str | Path | None = None, physio_args: dict | None = None, key: str | None = None) -> Evidence:
+        """Decode ``path`` once, de-identify, transcribe the anonymised audio, run the profile's
+        experts; raises MediaError (one line) for unusable media, records failing experts."""
+        t_all = time.perf_counter()
+        path = Path(path)
+        timings: dict[str, float] = {}
+        clip = self._decode(path)
+        timings["decode"] = clip.decode_s
+        t = time.perf_counter()
+        media, boxes, deid = self._deidentify(clip, key or path.name)
+        timings["deid"] = time.perf_counter() - t
+
+        experts: dict[str, dict] = {}
+        failures: dict[str, str] = {}
+        jobs = self._jobs(path, clip, boxes, physiology, physio_args or {})
+        # Whisper (torch) and the experts (mediapipe, onnxruntime, openSMILE) release the GIL: the
+        # transcript is made on this thread while the experts run on another.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            futures = {name: pool.submit(self._timed, fn) for name, fn in jobs.items()}
+            t = time.perf_counter()
+            tr = self.transcriber(media.audio) if media.audio is not None else None
+            timings["transcribe"] = time.perf_counter() - t
+            for name, fut in futures.items():
+                ok, value, seconds = fut.result()
+                timings[name] = seconds
+                if ok:
+                    experts[name] = value
+                else:
+                    failures[name] = value
+        timings["total"] = time.perf_counter() - t_all
+        return Evidence(
+            profile=self.spec.name,
+            clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes},
+            deid=deid,
+            transcript=tr.text if tr else "",
+            segments=[asdict(s) for s in tr.segments] if tr else [],
+            sentiment=sentiment(tr.text) if tr else None,
+            experts=experts,
+            failures=failures,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            media=media,
+        )
+
+    def _decode(self, path: Path) -> Clip:
+        """Frames at the rate the profile (or the model's frames) needs, and the whole audio track."""
+        rate = self.spec.decode_fps
+        n, sampling, fps = self.model_frames
+        if self.forward_media and sampling == "fps":
+            rate = max(rate or 0, fps)
+        if rate is None and not self.forward_media:  # transcript only: one frame tells has_video
+            return load_clip(path, num_frames=1, max_seconds=self.max_seconds)
+        if rate is None:  # only the model's frames
+            return load_clip(path, num_frames=n, sampling=sampling, fps=fps, max_seconds=self.max_seconds)
+        cap = int(self.max_seconds * rate) + 2
+        clip = load_clip(path, num_frames=cap, sampling="fps", fps=rate, max_seconds=self.max_seconds)
+        if clip.has_video:
+            clip.frames = _downscale(clip.frames)
+        return clip
+
+    def _deidentify(self, clip: Clip, key: str) -> tuple[DeidMedia, dict[int, list], dict[str, Any]]:
+        """(what the model may see, CenterFace boxes by decoded-frame index, the deid report)."""
+        if not self.deidentify:
+            frames = clip.frames[pick_frames(clip.frame_times, self._targets(clip))] if clip.has_video and self.forward_media else None
+            return DeidMedia(frames, clip.audio), {}, {"skipped": "the input is declared de-identified already (--no-deid)"}
+        media, boxes = DeidMedia(), {}
+        deid: dict[str, Any] = {"face_mode": self.deidentifier.options.face_mode}
+        if clip.has_audio:
+            media.audio, alpha = self.deidentifier.audio(clip.audio, key)
+            deid["audio"] = {"mcadams_alpha": round(float(alpha), 4), "forwarded": self.forward_media}
+        if clip.has_video and self.forward_media:
+            media.frames, boxes, faces = self._model_frames(clip)
+            deid["video"] = {"frames_forwarded": len(media.frames), "faces_per_frame": faces, "margin": self.deidentifier.options.margin}
+        elif clip.has_video:
+            deid["video"] = {"frames_forwarded": 0, "note": "no frames reach the model (its projectors are untrained); the experts read the raw frames inside the boundary"}
+        return media, boxes, deid
+
+    def _targets(self, clip: Clip) -> np.ndarray:
+        from .media import sample_times
+
+        n, sampling, fps = self.model_frames
+        return sample_times(clip.duration, n, sampling, fps)
+
+    def _model_frames(self, clip: Clip) -> tuple[np.ndarray, dict[int, list], list[int]]:
+        """Blur the frames the model sees; their CenterFace boxes are kept for the face expert."""
+        idx = pick_frames(clip.frame_times, self._targets(clip))
+        out, boxes, faces = [], {}, []
+        for i in idx:
+            clean, b = self.deidentifier.frame(clip.frames[i])
+            out.append(clean)
+            boxes[int(i)] = b
+            faces.append(len(b))
+        return np.stack(out), boxes, faces
+
+    def _jobs(self, path: Path, clip: Clip, boxes: dict[int, list], physiology, physio_args: dict) -> dict[str, Callable[[], dict]]:
+        """name -> a call returning the envelope dict; each through the per-content tool cache."""
+        spec, jobs = self.spec, {}
+        if spec.face_fps and clip.has_video:
+            keep = thin(clip.frame_times, spec.face_fps)
+            shared = {j: boxes[int(i)] for j, i in enumerate(keep) if int(i) in boxes}
+
+            def face():
+                tool = self.tool(FACE)
+                return tool.analyze_frames(clip.frames[keep], clip.frame_times[keep], clip.fps or spec.face_fps, boxes=shared or None)
+
+            jobs[FACE] = self._cached(FACE, path, {"max_fps": spec.face_fps}, face)
+        if spec.body_fps and clip.has_video:
+            keep_b = thin(clip.frame_times, spec.body_fps)
+            jobs[BODY] = self._cached(BODY, path, {"fps": spec.body_fps}, lambda: self.tool(BODY).analyze_frames(clip.frames[keep_b], clip.frame_times[keep_b]))
+        if spec.voice and clip.has_audio:
+            jobs[VOICE] = self._cached(VOICE, path, {}, lambda: self.tool(VOICE).analyze_audio(clip.audio, clip.sample_rate))
+        if physiology is not None:
+            args = {"path": str(physiology), **physio_args}
+            if self.physio_model:
+                args["model"] = self.physio_model
+            jobs[PHYSIO] = lambda: self.cache.run(self.tool(PHYSIO), args)[0]
+        return jobs
+
+    def _cached(self, name: str, path: Path, args: dict, compute: Callable[[], Any]) -> Callable[[], dict]:
+        # "source: evidence" keeps these apart from the tool's own file decoding (frames are picked
+        # by a different sampler), so a cached result always means the same computation
+        return lambda: self.cache.run(self.tool(name), {"clip": str(path), **args}, compute=lambda: compute(), key_extra={"source": "evidence", "version": EVIDENCE_VERSION})[0]
+
+    @staticmethod
+    def _timed(fn: Callable[[], dict]) -> tuple[bool, Any, float]:
+        t = time.perf_counter()
+        try:
+            return True, fn(), time.perf_counter() - t
+        except Exception as e:  # an expert that fails is recorded; the answer is still given
+            return False, f"{type(e).__name__}: {e}" if not isinstance(e, DeemoError) else str(e), time.perf_counter() - t

@@ -1,0 +1,216 @@
+"""The ONE prompt builder and answer format: Evidence + question + label set -> chat messages.
+
+Everything that asks the model about a clip (``deemo analyze``, the gateway, the instruction data,
+the evaluation runner) builds its messages here, so the label scorer, the reasoning generator and
+the training rows see the same text:
+
+    system   SYSTEM_PROMPT
+    user     [video] [audio]            (only when the checkpoint's projectors are trained)
+             The person says: "<transcript of the anonymised audio>"
+             Observations (expert tools, inside the privacy boundary):
+             - Face: ...                (one short line per expert that ran)
+             - Voice: ...
+             <question> Choose one of: <labels>. Answer as "Emotion: <label>. Reasoning: <...>".
+    assistant Emotion: <label>. Reasoning: <the observations that support it>
+
+:class:`ReasoningFilter` makes generated reasoning end at a sentence boundary and stops it at the
+first sentence that repeats an earlier one (small models loop).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from .evidence import BODY, FACE, PHYSIO, VOICE, Evidence
+
+PROMPT_VERSION = "1"
+SYSTEM_PROMPT = (
+    "You are DEEMO, an assistant that recognises a person's emotion from de-identified video and audio "
+    "and explains the cues behind it. Use only the observations you are given."
+)
+DEFAULT_QUESTION = "Which emotion does the person most likely feel?"
+# MER2023/2024 classes plus the basic-emotion extras of DFEW/MAFW (domain.md).
+DEFAULT_LABELS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")
+EXPERT_NAMES = {FACE: "Face", VOICE: "Voice", BODY: "Body", PHYSIO: "Physiology"}
+
+
+def label_answer(label: str) -> str:
+    """The scored part of the answer: the label scorer compares these continuations."""
+    return f"Emotion: {label}."
+
+
+def answer_prefix(label: str) -> str:
+    """Forced at the start of the generated answer; the reasoning continues it."""
+    return f"{label_answer(label)} Reasoning:"
+
+
+def parse_label(text: str, labels: Sequence[str]) -> str | None:
+    """The label of an ``Emotion: <label>.`` answer, or None."""
+    m = re.search(r"emotion\s*:\s*([a-z_\- ]+?)\s*[.\n]", text.lower() + "\n")
+    if m and m.group(1).strip() in labels:
+        return m.group(1).strip()
+    return None
+
+
+# -- evidence as text -------------------------------------------------------------------------------
+def _face_line(env: dict) -> str | None:
+    est = env.get("estimates") or {}
+    if env.get("status") != "ok":
+        return "no face visible" if env.get("status") == "no_signal" else None
+    probs = est.get("mean_probabilities") or est.get("prototype_scores") or {}
+    dom = est.get("dominant_expression")
+    bits = []
+    if dom and probs:
+        ranked = sorted(probs, key=lambda k: -probs[k])
+        second = next((k for k in ranked if k != dom), None)
+        bits.append(f"mostly {dom} ({probs.get(dom, 0):.2f})" + (f", then {second} ({probs[second]:.2f})" if second else ""))
+    elif dom:
+        bits.append(f"mostly {dom}")
+    counts = est.get("counts") or {}
+    micro, macro = counts.get("micro_expressions", 0), counts.get("macro_expressions", 0)
+    if micro or macro:
+        bits.append(f"{micro} micro- and {macro} macro-expression(s)")
+    au = est.get("au_proxies") or {}
+    active = sorted((k for k, v in au.items() if v.get("active_share", 0) >= 0.1), key=lambda k: -au[k]["active_share"])[:2]
+    if active:
+        bits.append("active: " + ", ".join(a.replace("_", " ") for a in active))
+    return "; ".join(bits) or None
+
+
+def _voice_line(env: dict) -> str | None:
+    est = env.get("estimates") or {}
+    if env.get("status") != "ok":
+        return "no voiced speech" if env.get("status") == "no_signal" else None
+    iqr, rate = est.get("pitch_iqr_semitones"), est.get("syllable_rate_per_s")
+    bits = []
+    if iqr is not None:
+        bits.append("pitch " + ("varies a lot" if iqr > 4 else "fairly flat" if iqr < 1.5 else "varies moderately") + f" (IQR {iqr:.1f} semitones)")
+    if rate is not None:
+        bits.append(("fast" if rate > 6.0 else "slow" if rate < 3.5 else "moderate") + f" speech ({rate:.1f} syllables/s)")
+    if est.get("loudness_mean") is not None:
+        bits.append(f"loudness {est['loudness_mean']:.2f} sones")
+    marked = [e for e in env.get("events", []) if "z" in e]
+    if marked:
+        e = max(marked, key=lambda e: abs(e["z"]))
+        bits.append(f"{e['type'].replace('_', ' ')} at {e['start_s']:.1f} s")
+    return ", ".join(bits) or None
+
+
+def _summary_line(env: dict) -> str | None:
+    if env.get("status") not in ("ok", "no_signal"):
+        return None
+    first = re.split(r"(?<=[.!?])\s+", env.get("summary", "").strip())[0]
+    return first.rstrip(".") or None
+
+
+LINE_MAKERS = {FACE: _face_line, VOICE: _voice_line}
+
+
+def finding_lines(evidence: Evidence) -> list[str]:
+    """One short line per expert that ran and returned something (failed experts are not named)."""
+    lines = []
+    if evidence.sentiment is not None:
+        c = evidence.sentiment["compound"]
+        tone = "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
+        lines.append(f"- Wording: {tone} (sentiment {c:+.2f}).")
+    for name in (FACE, VOICE, BODY, PHYSIO):
+        env = evidence.experts.get(name)
+        if env is None:
+            continue
+        text = LINE_MAKERS.get(name, _summary_line)(env)
+        if text:
+            lines.append(f"- {EXPERT_NAMES[name]}: {text}.")
+    return lines
+
+
+def evidence_text(evidence: Evidence | None, labels: Sequence[str], question: str | None = None) -> str:
+    """The user turn's text. ``evidence`` None gives the content-free prompt (calibration)."""
+    if evidence is None or not evidence.transcript.strip():
+        said = "The person says nothing audible."
+    else:
+        said = f'The person says: "{evidence.transcript.strip()}"'
+    lines = finding_lines(evidence) if evidence is not None else []
+    obs = "Observations (expert tools, inside the privacy boundary):\n" + ("\n".join(lines) if lines else "- none available")
+    ask = (question or DEFAULT_QUESTION).strip()
+    return f'{said}\n{obs}\n{ask} Choose one of: {", ".join(labels)}. Answer as "Emotion: <label>. Reasoning: <the observations that support it>".'
+
+
+def build_messages(evidence: Evidence | None, labels: Sequence[str], question: str | None = None, media_parts: Sequence[dict] = (), history: Sequence[dict] = ()) -> list[dict[str, Any]]:
+    """System + (earlier turns) + the evidence turn. ``media_parts`` (e.g. ``{"type": "video"}`` or
+    de-identified ``video_url`` parts) go first in the user turn, only for checkpoints whose
+    projectors are trained."""
+    content = [*media_parts, {"type": "text", "text": evidence_text(evidence, labels, question)}]
+    return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": content}]
+
+
+def content_free_messages(labels: Sequence[str], question: str | None = None) -> list[dict[str, Any]]:
+    """The same template with no transcript, no observations and no media (Zhao et al. 2021)."""
+    return build_messages(None, labels, question)
+
+
+# -- generated reasoning ----------------------------------------------------------------------------
+_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def _norm(sentence: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", sentence.lower()).strip()
+
+
+class ReasoningFilter:
+    """Feed generated pieces; get back only whole sentences, and nothing after a repeated one.
+
+    ``feed(piece) -> str`` returns the text that is now final (complete sentences); ``finish()``
+    returns what remains: nothing if the tail is an unfinished sentence and at least one sentence
+    was given, else the tail closed with a full stop. ``done`` turns true at the first repeated
+    sentence, after which generation can stop.
+    """
+
+    def __init__(self):
+        self.buffer = ""
+        self.out: list[str] = []
+        self.seen: set[str] = set()
+        self.done = False
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        self.buffer += piece
+        emitted = []
+        while not self.done and (m := _END.search(self.buffer)):
+            sentence, self.buffer = self.buffer[: m.end()], self.buffer[m.end() :]
+            key = _norm(sentence)
+            if key and key in self.seen:
+                self.done = True
+                self.buffer = ""
+                break
+            self.seen.add(key)
+            emitted.append(sentence)
+        text = "".join(emitted)
+        if text:
+            self.out.append(text)
+        return text
+
+    def finish(self) -> str:
+        tail = self.buffer.strip()
+        self.buffer = ""
+        if self.done or not tail or self.out:
+            return ""
+        tail = (" " if not tail.startswith(" ") else "") + tail.rstrip(",;:- ") + "."
+        self.out.append(tail)
+        return tail
+
+    @property
+    def text(self) -> str:
+        return "".join(self.out).strip()
+
+
+def filter_reasoning(pieces) -> str:
+    """Whole generated text -> the filtered reasoning (for non-streamed use)."""
+    f = ReasoningFilter()
+    for p in pieces if not isinstance(pieces, str) else [pieces]:
+        f.feed(p)
+        if f.done:
+            break
+    f.finish()
+    return f.text

@@ -1,0 +1,111 @@
+"""The model server as a tool-loop transport: one OpenAI chat completion per turn (vLLM or any
+OpenAI-compatible server), streamed or not, through the ``openai`` AsyncOpenAI client.
+
+    transport = openai_transport(AsyncOpenAI(base_url=..., api_key="unused"), "deemo", stream=True, max_tokens=256)
+    async for ev in tools.loop.tool_loop(transport, messages, session): ...
+
+The server parses the tool calls itself (vLLM's tool parser), so the turn's tool calls are read
+from ``message.tool_calls`` (or, streamed, accumulated from the chunks' fragments by index).
+Backend failures become :class:`GatewayError` (:func:`backend_error`), answered in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from ..tools.loop import AssistantTurn, Transport, new_call_id
+from .media_parts import GatewayError
+
+
+def backend_error(e: Exception, backend_url: str | None = None) -> GatewayError:
+    """An ``openai`` client error -> the GatewayError the client is answered with.
+
+    The server's 4xx pass through (it judged the request); its 5xx and an unreachable server are 502.
+    """
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        msg = e.body.get("message") if isinstance(e.body, dict) else str(e)
+        return GatewayError(e.status_code if 400 <= e.status_code < 500 else 502, f"the model server answered {e.status_code}: {msg}", "invalid_request_error" if e.status_code < 500 else "upstream_error")
+    if isinstance(e, openai.APIConnectionError):
+        where = backend_url or (str(e.request.url) if getattr(e, "request", None) is not None else "the configured URL")
+        return GatewayError(502, f"the model server at {where} is unreachable ({e})", "upstream_error")
+    return GatewayError(502, f"the model server failed: {e}", "upstream_error")  # e.g. an error event or a dropped connection mid-stream
+
+
+def _is_transport_failure(e: BaseException) -> bool:
+    """An HTTP-library error (the connection dropped mid-stream), which the client does not wrap."""
+    return type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "aiohttp")
+
+
+def _usage(u: Any) -> dict | None:
+    if u is None:
+        return None
+    u = u.model_dump() if hasattr(u, "model_dump") else dict(u)
+    return {k: u.get(k) or 0 for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def openai_transport(client, model: str, stream: bool, **kwargs) -> Transport:
+    """A transport over ``client.chat.completions.create(model=..., messages=..., stream=..., tools=...)``.
+
+    ``kwargs`` are passed on to every request (max_tokens, temperature, ...); ``tools`` is sent only
+    when the loop offers some. Streamed requests ask for usage (``stream_options.include_usage``).
+    """
+    import openai
+
+    backend_url = str(getattr(client, "base_url", "") or "") or None
+
+    async def create(**kw):
+        try:
+            return await client.chat.completions.create(**kw)
+        except openai.APIError as e:
+            raise backend_error(e, backend_url) from None
+
+    async def whole(messages: list[dict], tools: list[dict] | None) -> AsyncIterator[str | AssistantTurn]:
+        resp = await create(model=model, messages=messages, stream=False, **({"tools": tools} if tools else {}), **kwargs)
+        choice = resp.choices[0]
+        msg = choice.message
+        if msg.content:
+            yield msg.content
+        calls = [{"id": tc.id or new_call_id(), "name": tc.function.name, "arguments": tc.function.arguments or "{}"} for tc in msg.tool_calls or []]
+        yield AssistantTurn(msg.content, calls, choice.finish_reason, _usage(resp.usage), resp.model_dump(exclude_none=True))
+
+    async def streamed(messages: list[dict], tools: list[dict] | None) -> AsyncIterator[str | AssistantTurn]:
+        kw = dict(kwargs)
+        kw["stream_options"] = {"include_usage": True, **(kw.get("stream_options") or {})}
+        resp = await create(model=model, messages=messages, stream=True, **({"tools": tools} if tools else {}), **kw)
+        calls: dict[int, dict] = {}
+        content: list[str] = []
+        finish = usage = None
+        try:
+            async for c in resp:
+                if getattr(c, "usage", None) is not None:
+                    usage = _usage(c.usage)
+                if not c.choices:
+                    continue
+                d = c.choices[0].delta
+                if d is not None and d.content:
+                    content.append(d.content)
+                    yield d.content
+                for tc in (d.tool_calls if d is not None else None) or []:
+                    slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                    slot["id"] = tc.id or slot["id"]
+                    if tc.function is not None:
+                        slot["name"] += tc.function.name or ""
+                        slot["arguments"] += tc.function.arguments or ""
+                finish = c.choices[0].finish_reason or finish
+        except openai.APIError as e:
+            raise backend_error(e, backend_url) from None
+        except Exception as e:
+            if _is_transport_failure(e):
+                raise backend_error(e, backend_url) from None
+            raise
+        finally:
+            await resp.close()
+        ordered = [calls[k] for k in sorted(calls)]
+        for k in ordered:
+            k["id"] = k["id"] or new_call_id()
+            k["arguments"] = k["arguments"] or "{}"
+        yield AssistantTurn("".join(content) or None, ordered, finish or "stop", usage)
+
+    return streamed if stream else whole

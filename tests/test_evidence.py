@@ -1,0 +1,144 @@
+"""The one path: Evidence pipeline, prompt builder, reasoning filter, label scorer (tiny parts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    from tiny import FixedTranscriber
+
+    from deemo_llama.evidence import EvidencePipeline
+    from deemo_llama.tools import ToolCache
+
+    def make(profile="fast", **kw):
+        return EvidencePipeline(profile, transcriber=FixedTranscriber("I am so happy today, this is wonderful."), cache=ToolCache(tmp_path / "cache"), **kw)
+
+    return make
+
+
+def test_evidence_record_is_json_and_non_identifying(pipeline, media_dir):
+    from deemo_llama.evidence import Evidence
+
+    ev = pipeline("fast").run(media_dir / "talk.mp4")
+    d = ev.to_dict()
+    assert set(ev.experts) == {"analyze_facial_expression", "analyze_voice"} and not ev.failures
+    assert d["transcript"] == "I am so happy today, this is wonderful." and d["sentiment"]["compound"] > 0.5
+    assert {"decode", "deid", "transcribe", "analyze_facial_expression", "analyze_voice", "total"} <= set(d["timings"])
+    assert d["deid"]["audio"]["mcadams_alpha"] == 0.8 and d["deid"]["video"]["frames_forwarded"] == 0
+    assert "media" not in d and Evidence.from_dict(json.loads(json.dumps(d))) == ev  # round trip, no media
+    assert str(media_dir) not in json.dumps(d)  # the clip's path is not in the record, only its name
+
+
+def test_profiles(pipeline, media_dir):
+    assert pipeline("none").run(media_dir / "talk.mp4").experts == {}
+    ev = pipeline("fast").run(media_dir / "speech.wav")  # audio only: no face expert to run
+    assert set(ev.experts) == {"analyze_voice"} and ev.inputs_used == {"video": False, "audio": True}
+    from deemo_llama.errors import DeemoError
+
+    with pytest.raises(DeemoError, match="unknown experts profile"):
+        pipeline("context")
+
+
+def test_forwarded_frames_are_blurred_and_their_boxes_shared(pipeline, media_dir, monkeypatch):
+    from deemo_llama.tools.face import AnalyzeFacialExpression
+
+    seen = {}
+    real = AnalyzeFacialExpression.analyze_frames
+
+    def spy(self, frames, times, source_fps, boxes=None, **kw):
+        seen["boxes"] = boxes
+        return real(self, frames, times, source_fps, boxes=boxes, **kw)
+
+    monkeypatch.setattr(AnalyzeFacialExpression, "analyze_frames", spy)
+    ev = pipeline("fast", forward_media=True, model_frames=(3, "uniform", 1.0)).run(media_dir / "talk.mp4")
+    assert ev.media.frames.shape[0] == 3 and ev.deid["video"]["frames_forwarded"] == 3
+    assert sum(ev.deid["video"]["faces_per_frame"]) >= 2  # CenterFace found the face ...
+    assert seen["boxes"] and len(seen["boxes"]) == 3  # ... and the face expert reused those detections
+    from deemo_llama.privacy.faces import HaarFaceDetector
+
+    haar = HaarFaceDetector()
+    assert not any(haar(f) for f in ev.media.frames)  # no detectable face in what the model sees
+
+
+def test_a_failing_expert_is_recorded_and_the_rest_goes_on(pipeline, media_dir, monkeypatch):
+    from deemo_llama.tools.voice import AnalyzeVoice
+
+    def boom(self, *a, **k):
+        raise RuntimeError("opensmile exploded")
+
+    monkeypatch.setattr(AnalyzeVoice, "analyze_audio", boom)
+    ev = pipeline("fast").run(media_dir / "talk.mp4")
+    assert "analyze_voice" in ev.failures and "opensmile exploded" in ev.failures["analyze_voice"]
+    assert "analyze_facial_expression" in ev.experts
+    from deemo_llama.prompting import build_messages
+
+    text = build_messages(ev, ("happy", "sad"))[-1]["content"][-1]["text"]
+    assert "- Face:" in text and "Voice" not in text  # a failed expert is never named to the model
+
+
+def test_prompt_names_only_the_experts_that_ran():
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import build_messages, content_free_messages, finding_lines
+
+    face = {"status": "ok", "estimates": {"dominant_expression": "happy", "mean_probabilities": {"happy": 0.8, "neutral": 0.15, "sad": 0.05}, "counts": {"micro_expressions": 1, "macro_expressions": 0}, "au_proxies": {"lip_corner_pull": {"active_share": 0.4}}}, "events": [], "summary": "x."}
+    ev = Evidence(profile="fast", clip={"has_video": True, "has_audio": True}, deid={}, transcript="Great news.", experts={"analyze_facial_expression": face})
+    lines = finding_lines(ev)
+    assert lines == ["- Face: mostly happy (0.80), then neutral (0.15); 1 micro- and 0 macro-expression(s); active: lip corner pull."]
+    msgs = build_messages(ev, ("happy", "sad"))
+    text = msgs[-1]["content"][-1]["text"]
+    assert 'The person says: "Great news."' in text and "Voice" not in text and "Body" not in text
+    free = content_free_messages(("happy", "sad"))[-1]["content"][-1]["text"]
+    assert "nothing audible" in free and "- none available" in free
+
+
+@pytest.mark.parametrize("pieces,expected", [
+    ([" The person", " smiles. They are", " happy. The person smiles. More"], "The person smiles. They are happy."),  # repeated sentence stops it
+    ([" Pitch 0.82 rises. Then it"], "Pitch 0.82 rises."),  # a number's dot is no sentence end; the tail is cut
+    ([" no full stop at all"], "no full stop at all."),  # nothing complete: the tail is closed
+    ([""], ""),
+])
+def test_reasoning_ends_at_a_sentence_and_does_not_loop(pieces, expected):
+    from deemo_llama.prompting import ReasoningFilter, filter_reasoning
+
+    assert filter_reasoning(pieces) == expected
+    f = ReasoningFilter()
+    streamed = "".join(f.feed(p) for p in pieces) + f.finish()
+    assert streamed.strip() == expected
+
+
+def test_calibration_removes_a_biased_prior():
+    """A model that prefers "happy" whatever the input: the content-free prompt cancels its bias."""
+    from deemo_llama.scoring import calibrated
+
+    bias = np.log(np.array([0.7, 0.1, 0.1, 0.1]))
+    evidence = np.log(np.array([0.2, 0.6, 0.1, 0.1]))  # the clip's evidence favours "sad"
+    cond = bias + evidence
+    scores = calibrated(cond, bias, ("happy", "sad", "angry", "neutral"))
+    assert max(scores, key=scores.get) == "sad" and abs(sum(scores.values()) - 1) < 1e-3
+    raw = dict(zip(("happy", "sad", "angry", "neutral"), cond))
+    assert max(raw, key=raw.get) == "happy"  # uncalibrated, the prior wins
+
+
+def test_hf_scorer_matches_full_forward(tiny):
+    """The KV-cache-repeat scorer equals summing log-probs of a full forward per answer."""
+    import torch
+
+    from deemo_llama.prompting import build_messages, label_answer
+    from deemo_llama.scoring import HFLabelScorer
+
+    model, proc = tiny
+    msgs = build_messages(None, ("happy", "sad"))
+    got = HFLabelScorer(model, proc).answer_logprobs(msgs, [label_answer("happy"), label_answer("sad")])
+    prompt = proc.render(msgs, add_generation_prompt=True)
+    for g, a in zip(got, [label_answer("happy"), label_answer("sad")]):
+        p = proc.tokenizer(prompt, add_special_tokens=False).input_ids
+        full = proc.tokenizer(prompt + a, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logp = torch.log_softmax(model.language_model(input_ids=torch.tensor([full])).logits[0].float(), -1)
+        want = sum(float(logp[i - 1, full[i]]) for i in range(len(p), len(full)))
+        assert abs(g - want) < 1e-3
