@@ -25,7 +25,7 @@ import torch
 
 from .evidence import Evidence, EvidencePipeline, Profile
 from .penalties import DEFAULT_PENALTIES, logits_processors
-from .prompting import DEFAULT_LABELS, ReasoningFilter, answer_prefix, build_messages, finding_lines
+from .prompting import DEFAULT_LABELS, ReasoningFilter, build_messages, finding_lines, forced_answer, reasoning_lead
 from .scoring import HFLabelScorer, best
 
 Mode = Literal["zero-shot-text", "multimodal"]
@@ -103,12 +103,12 @@ class Analyzer:
         parts, videos, audios = media_parts(self.mode, evidence, self.model.config.modalities)
         return build_messages(evidence, self.labels, question, parts), videos, audios
 
-    def stream_reasoning(self, messages: list[dict], videos, audios, label: str) -> Iterator[str]:
-        """Greedy explanation of ``label``: yields whole sentences, stops at a repeated one."""
+    def stream_reasoning(self, messages: list[dict], videos, audios, label: str, lead: str = "") -> Iterator[str]:
+        """Greedy explanation of ``label`` opening with ``lead``: yields whole sentences, stops at a repeated one."""
         from .generation import stream_chat
 
-        flt = ReasoningFilter()
-        for piece in stream_chat(self.model, self.processor, messages, videos, audios, assistant_prefix=answer_prefix(label), max_new_tokens=self.max_new_tokens, logits_processor=logits_processors(**DEFAULT_PENALTIES)):
+        flt = ReasoningFilter(lead)
+        for piece in stream_chat(self.model, self.processor, messages, videos, audios, assistant_prefix=forced_answer(label, lead), max_new_tokens=self.max_new_tokens, logits_processor=logits_processors(**DEFAULT_PENALTIES)):
             if text := flt.feed(piece):
                 yield text
             if flt.done:
@@ -128,7 +128,7 @@ class Analyzer:
         timings["llm_label"] = time.perf_counter() - t
         t = time.perf_counter()
         pieces = []
-        for piece in self.stream_reasoning(messages, videos, audios, label):
+        for piece in self.stream_reasoning(messages, videos, audios, label, reasoning_lead(ev)):
             pieces.append(piece)
             if on_reasoning:
                 on_reasoning(piece)

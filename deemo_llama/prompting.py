@@ -45,6 +45,26 @@ def answer_prefix(label: str) -> str:
     return f"{label_answer(label)} Reasoning:"
 
 
+def reasoning_lead(evidence: Evidence | None) -> str:
+    """The words the reasoning is forced to open with: the first OBSERVED cue's modality ("Their
+    face" when the face expert read a face, else "Their voice", else "Their words"; "" when nothing
+    was observed). A small model that starts from an observation goes on to describe it (measured on
+    the embedded default: "Their face is mostly happy, their voice is loud ..." instead of "The person
+    most likely feels happy."), and it can only name a modality that was observed."""
+    if evidence is None:
+        return ""
+    if (evidence.experts.get(FACE) or {}).get("status") == "ok":
+        return "Their face"
+    if (evidence.experts.get(VOICE) or {}).get("status") == "ok":
+        return "Their voice"
+    return "Their words" if evidence.transcript.strip() else ""
+
+
+def forced_answer(label: str, lead: str) -> str:
+    """What the assistant turn is forced to start with: the label, then the reasoning's lead."""
+    return f"{answer_prefix(label)} {lead}" if lead else answer_prefix(label)
+
+
 def parse_label(text: str, labels: Sequence[str]) -> str | None:
     """The label of an ``Emotion: <label>.`` answer, or None."""
     m = re.search(r"emotion\s*:\s*([a-z_\- ]+?)\s*[.\n]", text.lower() + "\n")
@@ -166,8 +186,8 @@ class ReasoningFilter:
     sentence, after which generation can stop.
     """
 
-    def __init__(self):
-        self.buffer = ""
+    def __init__(self, lead: str = ""):
+        self.buffer = lead  # the forced opening words (reasoning_lead): part of the first sentence
         self.out: list[str] = []
         self.seen: set[str] = set()
         self.done = False

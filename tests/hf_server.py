@@ -3,7 +3,8 @@ uses: ``prompt_logprobs``, ``continue_final_message`` / ``add_generation_prompt`
 presence penalties. Unit tests put the gateway in front of it and compare with ``deemo analyze`` on
 the same tiny model; the serving stage does the same against the real vLLM.
 
-The rendered prompt is tokenised as one text (as vLLM does) and decoded greedily.
+The rendered prompt is tokenised as one text (as vLLM does); temperature 0 decodes greedily, and a
+request without a temperature samples at 1.0, as vLLM would.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def _generate(model, processor, ids: list[int], body: dict) -> list[int]:
     from deemo_llama.penalties import logits_processors
 
     tok = processor.tokenizer
-    out = model.generate(torch.tensor([ids]), max_new_tokens=int(body.get("max_tokens") or 16), do_sample=False,
+    # OpenAI's (and vLLM's) default temperature is 1: a request that does not ask for greedy decoding samples
+    temperature = float(body.get("temperature", 1.0))
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+    out = model.generate(torch.tensor([ids]), max_new_tokens=int(body.get("max_tokens") or 16), **sampling,
                          eos_token_id=model.config.text_config.get("eos_token_id"), pad_token_id=tok.pad_token_id,
                          logits_processor=logits_processors(body.get("frequency_penalty", 0.0), body.get("presence_penalty", 0.0)))
     new = out[0].tolist()

@@ -111,6 +111,17 @@ def test_reasoning_ends_at_a_sentence_and_does_not_loop(pieces, expected):
     assert streamed.strip() == expected
 
 
+def test_reasoning_opens_with_an_observed_modality_only():
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import ReasoningFilter, reasoning_lead
+
+    ev = Evidence(profile="fast", clip={}, deid={}, transcript="hi", experts={"analyze_facial_expression": {"status": "no_signal"}, "analyze_voice": {"status": "ok"}})
+    assert reasoning_lead(ev) == "Their voice"  # no face was read, so the face is not named
+    assert reasoning_lead(Evidence(profile="none", clip={}, deid={})) == ""
+    f = ReasoningFilter("Their voice")
+    assert f.feed(" is loud. Their") == "Their voice is loud." and f.finish() == ""
+
+
 def test_calibration_removes_a_biased_prior():
     """A model that prefers "happy" whatever the input: the content-free prompt cancels its bias."""
     from deemo_llama.scoring import calibrated

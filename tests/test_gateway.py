@@ -128,7 +128,9 @@ def test_untrained_checkpoint_gets_evidence_as_text_and_no_media(client, script,
     assert list(ext["scores"]) == list(DEFAULT_LABELS) and abs(sum(ext["scores"].values()) - 1) < 1e-3
     assert ext["label"] == max(ext["scores"], key=ext["scores"].get) and ext["mode"] == "zero-shot-text"
     assert r.choices[0].message.content.startswith(f"Emotion: {ext['label']}. Reasoning:")
-    assert sent["messages"][-1] == {"role": "assistant", "content": f"Emotion: {ext['label']}. Reasoning:"}  # the answer continues it
+    # the answer continues the label and the reasoning's lead (the first observed modality: here the words)
+    assert sent["messages"][-1] == {"role": "assistant", "content": f"Emotion: {ext['label']}. Reasoning: Their words"}
+    assert r.choices[0].message.content.startswith(f"Emotion: {ext['label']}. Reasoning: Their words")
     # return_media: the de-identified clip for the client's preview; no detectable face left in it
     forwarded = base64.b64decode(ext["deidentified_media"][0]["url"].split(",", 1)[1])
     assert forwarded != (clips / "talk.mp4").read_bytes()

@@ -88,7 +88,7 @@ def test_gateway_and_analyze_give_the_same_label_and_answer(stack, clip, tmp_pat
     from openai import OpenAI
 
     from deemo_llama.analyze import Analyzer
-    from deemo_llama.prompting import answer_prefix
+    from deemo_llama.prompting import answer_prefix, forced_answer, reasoning_lead
     from deemo_llama.tools import ToolCache
 
     question = "How does the person feel?"
@@ -102,11 +102,17 @@ def test_gateway_and_analyze_give_the_same_label_and_answer(stack, clip, tmp_pat
     for k, v in local.scores.items():
         assert abs(ext["scores"][k] - v) < 0.02, (k, ext["scores"], local.scores)
     # no media part reached vLLM: its prompt is exactly the text prompt + the answer prefix (no placeholders)
-    messages, _, _ = analyzer.messages(analyzer.pipeline.run(clip), question)
+    ev = analyzer.pipeline.run(clip)
+    messages, _, _ = analyzer.messages(ev, question)
     tok = analyzer.processor.tokenizer
-    text = tok.apply_chat_template([*messages, {"role": "assistant", "content": answer_prefix(local.label)}], chat_template=analyzer.processor.chat_template, tokenize=False, continue_final_message=True)
+    text = tok.apply_chat_template([*messages, {"role": "assistant", "content": forced_answer(local.label, reasoning_lead(ev))}], chat_template=analyzer.processor.chat_template, tokenize=False, continue_final_message=True)
     assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
-    assert r.choices[0].message.content == f"{answer_prefix(local.label)} {local.reasoning}".rstrip()
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import finding_lines
+
+    served = Evidence.from_dict(ext["evidence"])
+    assert served.transcript == local.transcript and finding_lines(served) == local.findings  # the same prompt
+    assert r.choices[0].message.content == f"{answer_prefix(local.label)} {local.reasoning}"
 
 
 def test_ui_in_headless_chromium(stack, clip):

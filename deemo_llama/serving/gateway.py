@@ -352,25 +352,26 @@ class Gateway:
 
     def _loop(self, body: dict, prepared: Prepared, stream: bool):
         """The one tool loop over the backend; the evidence answer starts with "Emotion: <label>."."""
-        from ..prompting import answer_prefix
+        from ..prompting import answer_prefix, forced_answer, reasoning_lead
         from ..tools.loop import tool_loop
         from .backend import openai_transport
 
         kwargs = {k: v for k, v in body.items() if k in FORWARDED}
+        kwargs.setdefault("temperature", 0.0)  # greedy unless asked otherwise, as the CLI (vLLM's default samples)
         extra: dict = {}
         if not any(k in body for k in ("frequency_penalty", "presence_penalty")):
             kwargs |= self.settings.penalties  # the CLI decodes with the same (penalties.DEFAULT_PENALTIES)
         session = self._session(body, prepared)
         messages = prepared.messages
-        prefix = ""
+        prefix = lead = ""
         if prepared.label is not None and session is None:
-            prefix = answer_prefix(prepared.label)
-            messages = [*messages, {"role": "assistant", "content": prefix}]
+            prefix, lead = answer_prefix(prepared.label), reasoning_lead(prepared.evidence)
+            messages = [*messages, {"role": "assistant", "content": forced_answer(prepared.label, lead)}]
             extra |= {"continue_final_message": True, "add_generation_prompt": False}
         if extra:
             kwargs["extra_body"] = extra
         transport = openai_transport(self.backend, body["model"], stream, **kwargs)
-        return prefix, tool_loop(transport, messages, session, self.settings.max_tool_rounds if session else 0)
+        return prefix, lead, tool_loop(transport, messages, session, self.settings.max_tool_rounds if session else 0)
 
     def _extension(self, body: dict, prepared: Prepared) -> dict:
         ext = prepared.extension(body)
@@ -384,7 +385,7 @@ class Gateway:
         from ..prompting import filter_reasoning
 
         await self._label(body, prepared)
-        prefix, events = self._loop(body, prepared, stream=False)
+        prefix, lead, events = self._loop(body, prepared, stream=False)
         final = None
         async for ev in _guard(events):
             if ev.kind == "final":
@@ -392,7 +393,7 @@ class Gateway:
         turn = final.turn
         content = turn.content
         if prefix:
-            content = f"{prefix} {filter_reasoning(turn.content or '')}".rstrip()
+            content = f"{prefix} {filter_reasoning([lead, turn.content or ''])}".rstrip()
         out = dict(turn.raw or {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": body["model"], "choices": [{"index": 0, "finish_reason": turn.finish_reason or "stop"}]})
         out["choices"] = [{**out["choices"][0], "message": {**((out["choices"][0].get("message")) or {"role": "assistant"}), "content": content}}]
         if final.usage:
@@ -414,9 +415,9 @@ class Gateway:
 
         try:
             await self._label(body, prepared)
-            prefix, events = self._loop(body, prepared, stream=True)
+            prefix, lead, events = self._loop(body, prepared, stream=True)
             yield chunk({"role": "assistant"}, deemo=self._extension(body, prepared))
-            flt = ReasoningFilter() if prefix else None
+            flt = ReasoningFilter(lead) if prefix else None
             if prefix:
                 yield chunk({"content": prefix})
             finish = "stop"

@@ -75,6 +75,10 @@ def vllm_command(checkpoint: str | Path, o: VllmOptions) -> list[str]:
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
         "--limit-mm-per-prompt", f'{{"video": {o.max_media_per_prompt}, "audio": {o.max_media_per_prompt}}}',
         "--media-io-kwargs", f'{{"video": {{"num_frames": {o.video_frames}}}}}',
+        # vLLM's encoder-cache profiling runs 128 worst-case audio items through our Whisper encoder:
+        # 22 GB RSS on CPU (OOM-killed on 24 GB). With --enable-lora it skips that profiling anyway,
+        # which is how every earlier serving run worked; the KV cache is sized by VLLM_CPU_KVCACHE_SPACE.
+        "--skip-mm-profiling",
     ]
     if (ckpt / "chat_template.jinja").is_file():
         cmd += ["--chat-template", str(ckpt / "chat_template.jinja")]
