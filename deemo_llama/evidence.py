@@ -166,6 +166,7 @@ class EvidencePipeline:
         model_frames: tuple[int, str, float] = (8, "uniform", 1.0),
         physio_model: str | None = None,
         deidentify: bool = True,
+        deidentifier=None,
     ):
         from .privacy.deid import DeidOptions, Deidentifier
         from .tools import ToolCache
@@ -173,7 +174,8 @@ class EvidencePipeline:
         if profile not in PROFILE_SPECS:
             raise DeemoError(f"unknown experts profile {profile!r}; expected one of {', '.join(PROFILES)}")
         self.spec = PROFILE_SPECS[profile]
-        self.deidentifier = Deidentifier(deid_options or DeidOptions(audit=False, transcribe=False, max_seconds=max_seconds))
+        # ``deidentifier``: share one (its CenterFace session) between pipelines, e.g. the gateway's profiles
+        self.deidentifier = deidentifier or Deidentifier(deid_options or DeidOptions(audit=False, transcribe=False, max_seconds=max_seconds))
         self._transcriber = transcriber
         self.cache = cache if cache is not None else ToolCache()
         self.max_seconds = max_seconds
@@ -320,7 +322,7 @@ class EvidencePipeline:
     def _cached(self, name: str, path: Path, args: dict, compute: Callable[[], Any]) -> Callable[[], dict]:
         # "source: evidence" keeps these apart from the tool's own file decoding (frames are picked
         # by a different sampler), so a cached result always means the same computation
-        return lambda: self.cache.run(self.tool(name), {"clip": str(path), **args}, compute=lambda: compute(), key_extra={"source": "evidence", "version": EVIDENCE_VERSION})[0]
+        return lambda: self.cache.run(self.tool(name), {"clip": str(path), **args}, compute=compute, key_extra={"source": "evidence", "version": EVIDENCE_VERSION})[0]
 
     @staticmethod
     def _timed(fn: Callable[[], dict]) -> tuple[bool, Any, float]:

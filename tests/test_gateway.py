@@ -339,3 +339,13 @@ def test_streamed_equals_non_streamed(hf_gateway, clips):
     assert text == whole.choices[0].message.content and text.startswith("Emotion: ")
     first = chunks[0].model_extra["deemo"]
     assert first["label"] == whole.model_extra["deemo"]["label"] and first["scores"] == whole.model_extra["deemo"]["scores"]
+
+
+def test_a_backend_without_prompt_logprobs_is_a_502_json_error(clips, tiny_paths):
+    """Label scores need vLLM's prompt_logprobs; a server without them is named in a JSON 502."""
+    import httpx
+
+    with ServerThread(make_app(Script()), _port()) as be:
+        with _start_gateway(f"http://127.0.0.1:{be.port}/v1", clips, tiny_paths) as gw:
+            r = httpx.post(f"http://127.0.0.1:{gw.port}/v1/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=120)
+    assert r.status_code == 502 and "cannot score labels" in r.json()["error"]["message"], r.text

@@ -263,7 +263,7 @@ class Gateway:
                 from ..transcribe import Transcriber
 
                 self._transcriber = Transcriber(self.settings.whisper or asset_dir("whisper"))
-            p = EvidencePipeline(profile, transcriber=self._transcriber, deid_options=self.deid_options, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained)
+            p = EvidencePipeline(profile, transcriber=self._transcriber, deidentifier=self.deid, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained)
             self._pipelines[profile] = p
         return self._pipelines[profile]
 
@@ -341,6 +341,8 @@ class Gateway:
             prepared.scores = await self.scorer(body["model"]).score(prepared.messages, prepared.labels, render, prepared.question)
         except openai_errors() as e:
             raise backend_error(e, self.settings.backend_url) from None
+        except RuntimeError as e:  # e.g. a server that returns no prompt_logprobs (not vLLM)
+            raise GatewayError(502, f"the model server cannot score labels: {e}", "upstream_error") from None
         prepared.label = best(prepared.scores)
 
     def _session(self, body: dict, prepared: Prepared):
