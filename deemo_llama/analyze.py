@@ -107,8 +107,16 @@ class Analyzer:
         """Greedy explanation of ``label`` opening with ``lead``: yields whole sentences, stops at a repeated one."""
         from .generation import stream_chat
 
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
         flt = ReasoningFilter(lead)
-        for piece in stream_chat(self.model, self.processor, messages, videos, audios, assistant_prefix=forced_answer(label, lead), max_new_tokens=self.max_new_tokens, logits_processor=logits_processors(**DEFAULT_PENALTIES)):
+
+        class UntilFiltered(StoppingCriteria):  # generation runs on a thread: stop it when the filter is done
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), flt.done, dtype=torch.bool, device=input_ids.device)
+
+        stop = StoppingCriteriaList([UntilFiltered()])
+        for piece in stream_chat(self.model, self.processor, messages, videos, audios, assistant_prefix=forced_answer(label, lead), max_new_tokens=self.max_new_tokens, logits_processor=logits_processors(**DEFAULT_PENALTIES), stopping_criteria=stop):
             if text := flt.feed(piece):
                 yield text
             if flt.done:

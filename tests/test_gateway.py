@@ -349,3 +349,21 @@ def test_a_backend_without_prompt_logprobs_is_a_502_json_error(clips, tiny_paths
         with _start_gateway(f"http://127.0.0.1:{be.port}/v1", clips, tiny_paths) as gw:
             r = httpx.post(f"http://127.0.0.1:{gw.port}/v1/chat/completions", json={"model": "deemo", "messages": _video_msg(_data_url(clips / "talk.mp4", "video/mp4"))}, timeout=120)
     assert r.status_code == 502 and "cannot score labels" in r.json()["error"]["message"], r.text
+
+
+def test_a_failing_expert_is_recorded_and_the_answer_still_comes(hf_gateway, tmp_path, monkeypatch):
+    from openai import OpenAI
+
+    from deemo_llama.sample import make_sample_clip
+    from deemo_llama.tools.voice import AnalyzeVoice
+
+    def boom(self, *a, **k):
+        raise RuntimeError("the voice expert crashed")
+
+    monkeypatch.setattr(AnalyzeVoice, "analyze_audio", boom)
+    clip = make_sample_clip(tmp_path / "fresh.mp4", seconds=1.5, text="A clip no cache has seen.")  # no cached result
+    c = OpenAI(base_url=hf_gateway, api_key="unused", timeout=300, max_retries=0)
+    r = c.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clip, "video/mp4")), max_tokens=16)
+    ev = r.model_extra["deemo"]["evidence"]
+    assert "the voice expert crashed" in ev["failures"]["analyze_voice"] and "analyze_facial_expression" in ev["experts"]
+    assert r.choices[0].message.content.startswith("Emotion: ")
