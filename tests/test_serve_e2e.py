@@ -53,8 +53,12 @@ def stack(tmp_path_factory):
     text = log.read_text()
     assert f"http://127.0.0.1:{gw}/v1" in text and f"http://127.0.0.1:{ui}/" in text  # it prints its URLs
     yield {"gateway": f"http://127.0.0.1:{gw}/v1", "ui": f"http://127.0.0.1:{ui}/", "vllm_port": vl, "proc": proc, "log": log}
-    if proc.poll() is None:
-        proc.kill()
+    if proc.poll() is None:  # a test failed before the Ctrl-C test: stop it as Ctrl-C does, so vLLM
+        os.killpg(proc.pid, signal.SIGINT)  # (its own process group) is stopped too, not orphaned
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_gateway_in_front_of_real_vllm(stack, clip):
