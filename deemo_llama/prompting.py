@@ -65,14 +65,6 @@ def forced_answer(label: str, lead: str) -> str:
     return f"{answer_prefix(label)} {lead}" if lead else answer_prefix(label)
 
 
-def parse_label(text: str, labels: Sequence[str]) -> str | None:
-    """The label of an ``Emotion: <label>.`` answer, or None."""
-    m = re.search(r"emotion\s*:\s*([a-z_\- ]+?)\s*[.\n]", text.lower() + "\n")
-    if m and m.group(1).strip() in labels:
-        return m.group(1).strip()
-    return None
-
-
 # -- evidence as text -------------------------------------------------------------------------------
 def _face_line(env: dict) -> str | None:
     est = env.get("estimates") or {}

@@ -332,6 +332,8 @@ class Gateway:
 
     async def _label(self, body: dict, prepared: Prepared) -> None:
         """The calibrated label distribution of the evidence turn (vLLM prompt logprobs)."""
+        import openai
+
         from ..scoring import best
 
         if prepared.evidence is None or not prepared.scored or not self.settings.label_scores:
@@ -339,7 +341,7 @@ class Gateway:
         render = lambda m: self.processor.render(m, add_generation_prompt=True)  # noqa: E731
         try:
             prepared.scores = await self.scorer(body["model"]).score(prepared.messages, prepared.labels, render, prepared.question)
-        except openai_errors() as e:
+        except openai.APIError as e:
             raise backend_error(e, self.settings.backend_url) from None
         except RuntimeError as e:  # e.g. a server that returns no prompt_logprobs (not vLLM)
             raise GatewayError(502, f"the model server cannot score labels: {e}", "upstream_error") from None
@@ -450,12 +452,6 @@ class Gateway:
         finally:
             scratch.cleanup()
             self.slots.release()
-
-
-def openai_errors() -> tuple[type[BaseException], ...]:
-    import openai
-
-    return (openai.APIError,)
 
 
 async def _guard(events):
