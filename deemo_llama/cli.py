@@ -5,6 +5,7 @@
     deemo models info [CHECKPOINT]  show a checkpoint's configuration
     deemo analyze CLIP [--json]     emotion + reasoning for one clip (``--sample`` for the bundled one)
     deemo sample OUT                write a synthetic talking-face clip
+    deemo data synth|build|convert|validate|stats   instruction data (instruction_data/README.md)
     deemo train DATA OUT            LoRA fine-tuning on instruction data (JSONL)
     deemo physio eval DATA --format deap|dreamer    subject-independent valence/arousal accuracy/F1
     deemo physio train DATA --format deap|dreamer   train the analyze_physiology model (--out DIR)
@@ -31,6 +32,9 @@ tools_app = typer.Typer(no_args_is_help=True, help="Expert tools the LLM can cal
 app.add_typer(tools_app, name="tools")
 physio_app = typer.Typer(no_args_is_help=True, help="The analyze_physiology valence/arousal model: train and evaluate subject-independently on DEAP/DREAMER.")
 app.add_typer(physio_app, name="physio")
+from .data.cli import data_app  # noqa: E402 (the sub-app imports its work lazily)
+
+app.add_typer(data_app, name="data")
 
 
 class DType(str, Enum):

@@ -202,9 +202,12 @@ class EvidencePipeline:
         return self._tools[name]
 
     # -- the pipeline ------------------------------------------------------------------------------
-    def run(self, path: str | Path, physiology: str | Path | None = None, physio_args: dict | None = None, key: str | None = None) -> Evidence:
+    def run(self, path: str | Path, physiology: str | Path | None = None, physio_args: dict | None = None, key: str | None = None, transcript: str | None = None) -> Evidence:
         """Decode ``path`` once, de-identify, transcribe the anonymised audio, run the profile's
-        experts; raises MediaError (one line) for unusable media, records failing experts."""
+        experts; raises MediaError (one line) for unusable media, records failing experts.
+
+        ``transcript``: what is said, when it is known already (a dataset's transcription); Whisper
+        is then not run and ``clip["transcript_source"]`` says "given"."""
         t_all = time.perf_counter()
         path = Path(path)
         timings: dict[str, float] = {}
@@ -222,7 +225,9 @@ class EvidencePipeline:
         with ThreadPoolExecutor(max_workers=1) as pool:
             futures = {name: pool.submit(self._timed, fn) for name, fn in jobs.items()}
             t = time.perf_counter()
-            tr = self.transcriber(media.audio) if media.audio is not None else None
+            tr = None
+            if transcript is None and media.audio is not None:
+                tr = self.transcriber(media.audio)
             timings["transcribe"] = time.perf_counter() - t
             for name, fut in futures.items():
                 ok, value, seconds = fut.result()
@@ -234,11 +239,11 @@ class EvidencePipeline:
         timings["total"] = time.perf_counter() - t_all
         return Evidence(
             profile=self.spec.name,
-            clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes},
+            clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes, "transcript_source": "given" if transcript is not None else "whisper (anonymised audio)" if tr else "none"},
             deid=deid,
-            transcript=tr.text if tr else "",
+            transcript=transcript.strip() if transcript is not None else tr.text if tr else "",
             segments=[asdict(s) for s in tr.segments] if tr else [],
-            sentiment=sentiment(tr.text) if tr else None,
+            sentiment=sentiment(transcript if transcript is not None else tr.text) if (transcript is not None or tr) else None,
             experts=experts,
             failures=failures,
             timings={k: round(v, 3) for k, v in timings.items()},

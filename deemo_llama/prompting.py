@@ -226,3 +226,78 @@ def filter_reasoning(pieces) -> str:
             break
     f.finish()
     return f.text
+
+
+# -- reasoning composed from the evidence (instruction data) ---------------------------------------
+# valence of the common emotion labels (for "which fits <label>" in composed reasoning)
+POSITIVE = {"happy", "happiness", "surprise"}
+NEGATIVE = {"angry", "anger", "sad", "sadness", "worried", "fear", "disgust", "anxiety", "contempt", "helplessness", "disappointment", "repression"}
+
+
+def _tone_fits(tone: str, label: str) -> bool | None:
+    if label in POSITIVE:
+        return tone == "positive"
+    if label in NEGATIVE:
+        return tone == "negative"
+    if label == "neutral":
+        return tone == "neutral"
+    return None  # a label with no valence (e.g. BAH): no verdict
+
+
+def _fit(fits: bool | None, label: str) -> str:
+    return "" if fits is None else f", which fits {label}" if fits else f", which does not fit {label}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotations: Sequence[str] = ()) -> str:
+    """The explanation of ``label`` from what WAS observed, as the model should write it: it opens
+    with :func:`reasoning_lead` (the first observed modality), says per cue whether it fits the label,
+    and names no cue that is absent. ``normalise`` maps an expert's label (e.g. the face's "happy")
+    into the label set; ``annotations`` are sentences from the dataset (body-language events,
+    micro-expression intervals) appended as observed."""
+    normalise = normalise or (lambda x: x)
+    out, fitting = [], []
+    face = evidence.experts.get(FACE) or {}
+    if face.get("status") == "ok":
+        est = face.get("estimates") or {}
+        probs = est.get("mean_probabilities") or est.get("prototype_scores") or {}
+        dom = est.get("dominant_expression")
+        if dom:
+            fits = normalise(dom) == label
+            fitting += ["face"] if fits else []
+            share = f" ({probs[dom]:.2f})" if dom in probs else ""
+            out.append(f"Their face is mostly {dom}{share}{_fit(fits, label)}.")
+        micro = (est.get("counts") or {}).get("micro_expressions", 0)
+        if micro:
+            out.append(f"It shows {micro} micro-expression{'s' if micro > 1 else ''}.")
+    voice = evidence.experts.get(VOICE) or {}
+    if voice.get("status") == "ok" and (line := _voice_line(voice)):
+        out.append(f"Their voice: {line}.")
+    if evidence.transcript.strip():
+        words = evidence.transcript.strip().split()
+        quote = " ".join(words[:14]) + (" ..." if len(words) > 14 else "")
+        tone = None
+        if evidence.sentiment is not None:
+            c = evidence.sentiment["compound"]
+            tone = "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
+        fits = _tone_fits(tone, label) if tone else None
+        fitting += ["words"] if fits else []
+        out.append(f'Their words, "{quote.rstrip(".!?")}", read {tone}{_fit(fits, label)}.' if tone else f'They say "{quote}".')
+    for name, title in ((BODY, "Body language"), (PHYSIO, "Physiology")):
+        env = evidence.experts.get(name) or {}
+        if env.get("status") == "ok" and (line := _summary_line(env)):
+            out.append(f"{title}: {line}.")
+    out += [_sentence(a) for a in annotations if a.strip()]
+    if fitting:
+        verb = "points" if fitting == ["face"] else "point"
+        out.append(f"{' and their '.join(fitting).capitalize().replace('Face', 'Their face', 1).replace('Words', 'Their words', 1)} {verb} to {label}.")
+    return " ".join(out)
+
+
+def reasoning_answer(label: str, reasoning: str) -> str:
+    """A whole assistant answer in the one format."""
+    return f"{answer_prefix(label)} {reasoning.strip()}" if reasoning.strip() else label_answer(label)

@@ -77,7 +77,8 @@ def test_train_rejects_bad_jsonl(tmp_path, tiny_ckpt):
     data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
     r = run("train", data, tmp_path / "out", "--checkpoint", tiny_ckpt)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {data}:1: needs a 'messages' list with at least one assistant turn"
+    assert r.stderr.strip().startswith(f"error: {data}:1: row: 'schema_version' is a required property (and ")
+    assert r.stderr.strip().endswith(f"more problem(s); run `deemo data validate {data}`)") and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_models_create_from_local_parts(tiny_parts, tmp_path):

@@ -53,7 +53,8 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     model, proc = tiny
     save_checkpoint(model, proc, tmp_path / "base")
     data = tmp_path / "data.jsonl"
-    rec = {"id": "t", "media": str(media_dir / "talk.mp4"), "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "happy"}]}
+    rec = {"schema_version": "1", "id": "t", "kind": "recognition", "split": "train", "label": "happy", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4"),
+           "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "Emotion: happy."}]}
     data.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "id": "u"}) + "\n")
     out = train(TrainArgs(data=data, out=tmp_path / "out", checkpoint=tmp_path / "base", max_steps=2, grad_accum=1, lora=LoraSettings(r=4, alpha=8)))
     trained, _ = load_checkpoint(out)
@@ -64,18 +65,3 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     # The projector moved away from the base checkpoint's values.
     base, _ = load_checkpoint(tmp_path / "base")
     assert not torch.equal(trained.projectors["audio"].fc1.weight, base.projectors["audio"].fc1.weight)
-
-
-def test_toy_instruction_set_is_valid(tmp_path):
-    """The shipped toy-data builder writes records that `deemo train` accepts."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from deemo_llama.training import load_records
-
-    script = Path(__file__).parents[1] / "instruction_data" / "build_toy.py"
-    subprocess.run([sys.executable, str(script), str(tmp_path), "--per-label", "1"], check=True, capture_output=True, timeout=300)
-    records = load_records(tmp_path / "toy.jsonl")
-    assert [r["id"] for r in records] == ["happy_0", "sad_0", "angry_0", "neutral_0"]
-    assert all((tmp_path / r["media"]).is_file() for r in records)

@@ -229,15 +229,37 @@ def test_transcript_segments_have_timestamps(assets):
     assert "happy" in a.text and "office" in b.text
 
 
-def test_train_then_analyze_multimodal(tmp_path):
-    """`deemo train` (1 LoRA step on the toy set) on the real default, then `analyze --checkpoint`
-    runs in multimodal mode with the trained projectors' media tokens."""
-    script = Path(__file__).parents[1] / "instruction_data" / "build_toy.py"
-    subprocess.run([sys.executable, str(script), str(tmp_path / "toy"), "--per-label", "1"], check=True, capture_output=True, timeout=300)
-    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "train", str(tmp_path / "toy" / "toy.jsonl"), str(tmp_path / "ckpt"), "--max-steps", "1", "--grad-accum", "4"], capture_output=True, text=True, timeout=900)
+def test_synth_build_train_then_analyze_multimodal(tmp_path):
+    """The data path as a user runs it: `deemo data synth` -> `deemo data build` (Whisper on the
+    anonymised audio, the fast experts, 2 workers) -> `deemo train` (1 LoRA step) -> `analyze
+    --checkpoint` on a held-out clip, in multimodal mode with the trained projectors' media tokens."""
+    import jiwer
+
+    cli = [sys.executable, "-m", "deemo_llama.cli"]
+    r = subprocess.run([*cli, "data", "synth", str(tmp_path / "synth"), "--clips", "18"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "data", "build", str(tmp_path / "synth" / "manifest.jsonl"), str(tmp_path / "built"), "--transcript", "whisper", "--workers", "2", "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    built = json.loads((tmp_path / "built" / "build.json").read_text())
+    assert (built["built"], built["failed"]) == (18, 0) and all(built["clips_per_split"].values())
+    rows = [json.loads(x) for x in (tmp_path / "built" / "train.jsonl").read_text().splitlines()]
+    said = {json.loads(x)["id"]: json.loads(x)["transcript"] for x in (tmp_path / "synth" / "manifest.jsonl").read_text().splitlines()}
+    rec = [x for x in rows if x["kind"] == "recognition"]
+    ev = [json.loads((tmp_path / "built" / x["evidence"]).read_text()) for x in rec]
+    assert all(e["clip"]["transcript_source"].startswith("whisper") for e in ev)
+    # Whisper tiny on McAdams-anonymised espeak speech (fast, slow, high, low voices): far from
+    # perfect, but each transcript is of its own clip (baseline: the next clip's sentence)
+    wer = np.mean([jiwer.wer(said[x["clip_id"]].lower(), x["transcript"].lower() or "-") for x in rec])
+    shifted = np.mean([jiwer.wer(said[y["clip_id"]].lower(), x["transcript"].lower() or "-") for x, y in zip(rec, rec[1:] + rec[:1])])
+    assert wer < 0.75 and wer < shifted - 0.25, (wer, shifted)
+    r = subprocess.run([*cli, "data", "validate", str(tmp_path / "built" / "train.jsonl")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout
+    r = subprocess.run([*cli, "train", str(tmp_path / "built" / "train.jsonl"), str(tmp_path / "ckpt"), "--max-steps", "1", "--grad-accum", "4"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "ckpt" / "train_summary.json").read_text())
-    assert summary["steps"] == 1 and summary["examples"] == 4
-    out = _analyze_json(tmp_path / "toy" / "clips" / "happy_0.mp4", "--checkpoint", str(tmp_path / "ckpt"))
+    assert summary["steps"] == 1 and summary["examples"] == len(rows)
+    test_clip = json.loads((tmp_path / "built" / "test.jsonl").read_text().splitlines()[0])
+    raw = tmp_path / "synth" / "clips" / test_clip["source"]["clip"]
+    out = _analyze_json(raw, "--checkpoint", str(tmp_path / "ckpt"))
     assert out["mode"] == "multimodal" and out["checkpoint"] == str(tmp_path / "ckpt")
     assert out["label"] in out["scores"] and out["deidentified"] is True

@@ -16,6 +16,7 @@ finished clip, so an interrupted batch resumes where it stopped and never redoes
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,7 @@ class DeidOptions:
     audit: bool = True  # run the independent detector on input and output frames
     max_seconds: float = 600.0
     crf: int = 18
+    max_fps: float | None = None  # keep at most this many frames per second in video.mp4 (None: all)
 
 
 class Deidentifier:
@@ -180,11 +182,15 @@ class Deidentifier:
                 vs = None
                 first_pts = None
                 last_pts = -1
+                last_t = -math.inf
                 for decoded in iter_frames(container, stream, path=src):
+                    if o.max_fps and decoded.t - last_t < 1.0 / o.max_fps - 1e-6:
+                        continue  # thinned (timestamps are kept, so timing is unchanged)
+                    last_t = decoded.t
                     img = decoded.rgb
                     if vs is None:
                         h, w = img.shape[:2]
-                        vs = out.add_stream("libx264", rate=rate)
+                        vs = out.add_stream("libx264", rate=min(rate, Fraction(o.max_fps).limit_denominator(1000)) if o.max_fps else rate)
                         vs.width, vs.height = w, h
                         # 4:2:0 needs even sizes; odd sizes keep their resolution in 4:4:4.
                         vs.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"

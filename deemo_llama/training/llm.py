@@ -1,14 +1,8 @@
 """LoRA fine-tuning on DEEMO-MER-style instruction data: an explicit loop you can read top to bottom.
 
-Data: JSONL, one conversation per line (see instruction_data/README.md):
-
-    {"id": "c1", "media": "clips/c1.mp4",
-     "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"},
-                                               {"type": "text", "text": "How does the person feel?"}]},
-                  {"role": "assistant", "content": "Happy. She smiles and her voice is lively."}]}
-
-``media`` (relative to the JSONL file) feeds the video parts (sampled frames) and the audio parts
-(its audio track). Only assistant tokens carry labels. Trained: the projectors (fully) and LoRA
+Data: JSONL rows of instruction_data/row.schema.json, e.g. ``OUT/train.jsonl`` of ``deemo data
+build``: ``media`` (relative to the JSONL file) feeds the conversation's video parts (sampled frames)
+and audio parts (its audio track); ``tools`` (tool-use rows) are rendered into the system turn. Only assistant tokens carry labels. Trained: the projectors (fully) and LoRA
 adapters on the LLM's attention projections; the encoders and the LLM's base weights stay frozen.
 """
 
@@ -71,24 +65,16 @@ def trainable_parameter_names(model: torch.nn.Module) -> set[str]:
 
 
 def load_records(path: Path) -> list[dict]:
-    """Read and validate a JSONL instruction file; errors name the line."""
-    if not path.is_file():
-        raise DeemoError(f"{path}: no such file")
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DeemoError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        msgs = rec.get("messages")
-        if not isinstance(msgs, list) or not any(m.get("role") == "assistant" for m in msgs):
-            raise DeemoError(f"{path}:{i}: needs a 'messages' list with at least one assistant turn")
-        n = count_media(msgs)
-        if (n["video"] or n["audio"]) and not rec.get("media"):
-            raise DeemoError(f"{path}:{i}: messages have media parts but the record has no 'media' file")
-        records.append(rec)
+    """Read a JSONL instruction file (row.schema.json, as ``deemo data build`` writes it), checked by
+    the one validator (``deemo data validate``); the first problem is the error, naming its line."""
+    from ..data.validate import iter_problems
+
+    path = Path(path)
+    problems = [p for _, p in iter_problems(path, probe=False) if p is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); run `deemo data validate {path}`)" if len(problems) > 1 else ""
+        raise DeemoError(problems[0].format(path) + more)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not records:
         raise DeemoError(f"{path}: no records")
     return records
@@ -98,7 +84,7 @@ def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
     """Token ids + labels + decoded media for one record."""
     from ..media import load_clip_for
 
-    ids, labels = processor.encode_for_training(rec["messages"])
+    ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
     n = count_media(rec["messages"])
     videos, audios = [], []
     if n["video"] or n["audio"]:

@@ -1,0 +1,530 @@
+"""``deemo data synth``: a synthetic labelled corpus in which each clip carries its label in ONE modality.
+
+    synth_corpus(out, clips=72, seed=0, workers=1) -> out/manifest.jsonl (+ out/clips/<id>.mp4)
+
+Every clip is scikit-image's astronaut photo (a real face, as in :mod:`deemo_llama.sample`) on a
+varied background, speaking an espeak-ng sentence. Three kinds of clip, equally many in every class:
+
+- ``wording``: the sentence carries the label (composed from per-class templates and slot fillers);
+  neutral prosody, still face.
+- ``voice``: a VADER-neutral sentence (compound within +-0.05) spoken with the class's prosody:
+  espeak-ng pitch (-p), rate (-s), amplitude (-a) and pitch range (SSML ``<prosody range>``, which
+  espeak-ng 1.51 honours: measured pitch IQR 0.4 st at 20 %, 2 st at 100 %, 3.4 st at 300 %);
+  still face.
+- ``video``: neutral sentence, neutral prosody; only the face's motion carries the label: happy a
+  quick vertical bounce, angry a fast horizontal shake, sad a slow sink downward, surprise a sudden
+  zoom in, worried a small fast tremble, neutral still. Periodic motions make a non-integer number
+  of cycles per 8 frames (3/8 or 5/8 of a cycle between the segment centres that ``media.load_clip``
+  samples), so their 8 uniformly sampled frames never alias to a still face whatever the phase.
+
+Subjects are espeak-ng voice+variant combinations (``en-gb-scotland+m3``); every block of 18 clips
+(6 classes x 3 kinds) gives 3 subjects one clip of every class each, so every subject has every
+class and a subject-independent split keeps all classes. Per clip, prosody is jittered within the
+class's range, and background (solid, gradient, noise texture), face position/scale/brightness and
+motion amplitude/phase vary. Everything is drawn from ``seed``: the same seed gives the same rows
+and clip parameters (clip ids hash the parameters), and existing clips are not regenerated, so a
+run can be resumed; the manifest is written last.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from ..errors import DeemoError
+from .labels import get_label_set
+from .manifest import ManifestRow, write_manifest
+
+LABELS = get_label_set("mer").labels  # neutral, angry, happy, sad, worried, surprise
+KINDS = ("wording", "voice", "video")
+BLOCK = len(LABELS) * len(KINDS)  # 18: one clip of every class x kind
+DEFAULT_CLIPS = 4 * BLOCK  # 72
+SOURCE, LICENSE, LABEL_SET = "deemo-synth", "Apache-2.0", "mer"
+
+SAMPLE_RATE = 16000
+FPS = 20
+SIZE = (320, 240)  # width, height
+LEAD_S, TAIL_S = 0.25, 0.35  # silence before and after the speech
+VADER_NEUTRAL = 0.05
+
+# espeak-ng voices that speak with the built-in synthesiser here (not mbrola; plain "en-gb" ignores
+# variants in espeak-ng 1.51, so it is left out) and the variants that give each a different speaker
+VOICES = ("en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5")
+
+# Class prosody: (low, high) of espeak-ng pitch 0-99, words/min, amplitude 0-200, SSML pitch range %.
+PROSODY: dict[str, dict[str, tuple[float, float]]] = {
+    "neutral": {"pitch": (42, 52), "speed": (148, 162), "amplitude": (95, 108), "pitch_range": (85, 110)},
+    "angry": {"pitch": (25, 38), "speed": (205, 235), "amplitude": (170, 195), "pitch_range": (140, 170)},
+    "happy": {"pitch": (68, 80), "speed": (180, 200), "amplitude": (120, 140), "pitch_range": (190, 240)},
+    "sad": {"pitch": (12, 24), "speed": (95, 112), "amplitude": (45, 65), "pitch_range": (15, 35)},
+    "worried": {"pitch": (58, 68), "speed": (180, 195), "amplitude": (65, 80), "pitch_range": (35, 55)},
+    "surprise": {"pitch": (85, 95), "speed": (165, 185), "amplitude": (140, 165), "pitch_range": (250, 320)},
+}
+MOTIONS = {"neutral": "still", "angry": "shake", "happy": "bounce", "sad": "sink", "worried": "tremble", "surprise": "zoom"}
+# periodic motions: whole cycles over the clip, each = 3/8 or 5/8 (mod 1) of a cycle between samples
+CYCLES = {"bounce": (11, 13), "shake": (11, 13)}
+
+WORDING_CLUES = {
+    "neutral": "The words state plain, everyday facts.",
+    "angry": "The words accuse someone and express anger.",
+    "happy": "The words describe good news with delight.",
+    "sad": "The words describe a loss and express sorrow.",
+    "worried": "The words express fear that something will go wrong.",
+    "surprise": "The words express astonishment at something unexpected.",
+}
+VOICE_CLUES = {
+    "neutral": "The voice is even, at a moderate pitch, pace and loudness.",
+    "angry": "The voice is loud and fast, with a low, forceful pitch.",
+    "happy": "The voice is high-pitched and lively, with a wide, bouncy melody.",
+    "sad": "The voice is quiet, low and slow, with a flat melody.",
+    "worried": "The voice is soft, slightly high and hurried, with a narrow, tense melody.",
+    "surprise": "The voice is very high-pitched and loud, with a wide pitch range.",
+}
+VIDEO_CLUES = {
+    "neutral": "The face stays still.",
+    "angry": "The face shakes quickly from side to side.",
+    "happy": "The face bounces up and down quickly.",
+    "sad": "The face sinks slowly downward.",
+    "worried": "The face trembles with small, fast movements.",
+    "surprise": "The face suddenly zooms in, coming closer.",
+}
+# what the two non-carrying modalities truly show in a clip of each kind
+_REST = {
+    "wording": "The voice is even and the face stays still.",
+    "voice": "The words themselves are matter-of-fact and the face stays still.",
+    "video": "The words are matter-of-fact and the voice is even.",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Sentences: templates x slot fillers, written for this corpus (none from the tests or benchmarks).
+
+_NEUTRAL_THINGS = (
+    "blue folder", "spare key", "printer paper", "red umbrella", "phone charger", "kitchen scale", "winter coat",
+    "bicycle pump", "box of nails", "map of the city", "bus timetable", "green notebook", "garden hose",
+    "coffee grinder", "flower pot", "stack of invoices", "toolbox", "laundry basket", "old radio", "ladder",
+    "shopping list", "bag of rice", "desk lamp", "extension cable", "wooden stool",
+)
+_NEUTRAL_PLACES = (
+    "on the top shelf", "in the second drawer", "behind the front door", "under the kitchen table", "next to the window",
+    "in the hallway cupboard", "on the back seat of the car", "in the garage", "beside the sofa", "in the bottom cupboard",
+    "on the desk upstairs", "near the washing machine", "in the grey box", "on the balcony", "in the storage room",
+)
+_NEUTRAL_PEOPLE = (
+    "My neighbour", "The new intern", "Our landlord", "My uncle", "The plumber", "Her cousin", "The tour guide",
+    "My flatmate", "The postman", "Our manager", "The van driver", "His aunt",
+)
+_NEUTRAL_ACTIVITIES = (
+    "takes the early train", "walks to the market", "reads the paper in the kitchen", "parks the van near the corner",
+    "checks the gas meter", "waters the plants", "drives to the coast", "visits the museum", "goes to the post office",
+    "repaints the fence", "sorts the recycling", "orders the groceries online", "cycles to the station",
+    "moves the boxes to the attic", "calls the office",
+)
+_NEUTRAL_TIMES = (
+    "on Tuesdays", "every morning", "at half past seven", "after lunch", "on the first day of the month",
+    "before the shops open", "twice a week", "in the afternoon", "at the weekend", "on Thursday evenings",
+)
+
+# emotional classes: (openers, events, tails); sentences are "<opener> <event><end>" and
+# "<Event>, <tail><end>" (surprise: "<Event>? <Tail>!")
+_EMOTIONAL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "happy": (
+        ("Guess what,", "This is wonderful,", "I am so happy,", "Great news,", "I am thrilled,", "What a fantastic day,",
+         "I feel amazing,", "Hooray,", "I am overjoyed,", "Life is good,", "I could hug everyone,", "Brilliant news,"),
+        ("my sister is getting married in June", "we won a weekend trip to Lisbon", "the doctor says my knee has healed",
+         "my garden is finally full of roses", "our little team got the big contract", "I got a raise at work",
+         "my painting was chosen for the gallery", "my best friend is flying in to visit", "we bought our first house",
+         "my novel is going to be published", "grandpa is home and feeling strong again", "the whole family is coming for dinner",
+         "my son took his first steps", "I was accepted into the music school", "our band gets to play at the festival",
+         "the kittens found loving homes", "we paid off the last of the loan", "my scholarship was approved",
+         "the sun came out just in time for the picnic", "I finished my first marathon"),
+        ("how wonderful", "I am so happy", "this is the best", "I love it", "what a joy", "I feel fantastic", "life is great", "this made my week"),
+    ),
+    "angry": (
+        ("This is ridiculous,", "I am furious,", "That is unacceptable,", "I am fed up,", "How dare you,", "I am so angry,",
+         "This makes me mad,", "Enough is enough,", "I hate this,", "Are you kidding me,", "That is a disgrace,", "Stop it right now,"),
+        ("you broke my bike and lied about it", "the landlord kept my deposit for nothing", "someone scratched my car on purpose",
+         "you read my private messages", "they cancelled my order without asking", "you took credit for my work",
+         "the neighbours blocked my driveway again", "you used my card without telling me", "they charged me twice for the same repair",
+         "you threw away my notes", "the mechanic damaged my engine", "you promised to come and never showed up",
+         "they gave my seat to someone else", "you insulted my mother in front of everyone", "the company ignored every complaint I sent",
+         "you left the gate open and the dog ran off", "they fired him for no reason", "you sold my guitar behind my back",
+         "the driver almost hit my kid", "you ate the food I saved for the party"),
+        ("I am furious", "this is infuriating", "I am so angry", "I will not tolerate it", "how dare you", "I hate this", "that is disgusting", "I am livid"),
+    ),
+    "sad": (
+        ("I feel so empty,", "It breaks my heart,", "I am heartbroken,", "I can't stop crying,", "Sadly,", "I feel so alone,",
+         "It hurts so much,", "I am miserable,", "Everything feels grey,", "I am so sad,", "My heart is heavy,", "It is tragic,"),
+        ("my old cat died last week", "my best friend moved away for good", "the school I loved is closing down",
+         "my father is very ill", "we had to give our dog away", "my grandfather's house was sold", "nobody remembered my anniversary",
+         "I failed the exam for the third time", "my marriage is over", "the old oak tree in our yard was cut down",
+         "my letters were never answered", "my brother stopped talking to me", "the baby bird in the nest did not survive",
+         "I will never see my home town again", "our little shop went bankrupt", "my dream of becoming a dancer is gone",
+         "the photos of my mother were lost in the flood", "my team lost the final and we are out",
+         "she forgot me after all these years", "my plants all withered while I was away"),
+        ("and I feel so alone", "it hurts so much", "I am heartbroken", "I miss it terribly", "and I can't stop crying",
+         "it is so sad", "and nothing feels right", "my heart aches"),
+    ),
+    "worried": (
+        ("I am so worried that", "I am nervous that", "I am scared that", "I fear that", "I am anxious that", "I keep worrying that",
+         "I am terrified that", "I am afraid that", "It scares me that", "I can't sleep because", "I am uneasy because", "I am panicking because"),
+        ("the doctor has not called back yet", "the brakes on the car might fail", "my daughter is still not home",
+         "the river could flood tonight", "I will lose my job next month", "the lump on my arm is getting bigger",
+         "the plane will be late and I will miss the connection", "my savings will run out", "the bank will reject our loan",
+         "the roof is going to leak again", "my son is being bullied at school", "the deadline is far too close",
+         "I left the oven on", "the storm will knock out the power", "my visa might not be renewed", "the interview will go badly",
+         "the baby has a fever", "nobody will come to the opening", "the scan will show something serious",
+         "the landlord will raise the rent"),
+        ("and I am so worried", "and what if it goes wrong", "and I am really nervous", "and I am scared", "and I can't stop worrying",
+         "and I feel uneasy", "and I am anxious", "and this frightens me"),
+    ),
+    "surprise": (
+        ("Wow,", "Oh my goodness,", "No way,", "Whoa,", "I can hardly believe it,", "What a shock,", "Unbelievable,",
+         "Goodness me,", "I am stunned,", "Holy cow,", "I am amazed,", "Well I never,"),
+        ("the old bakery turned into a circus school", "my quiet cousin is a famous drummer now", "there is a kangaroo in the park",
+         "it is snowing in the middle of July", "the twins are already in college", "my grandma just learned to skateboard",
+         "the lost ring was inside the cake", "our teacher is leaving for Antarctica", "the tiny puppy grew into a giant dog",
+         "the street has been painted bright purple", "he speaks seven languages", "the lake froze overnight",
+         "my boss showed up in a dinosaur costume", "the letter arrived forty years late", "the shy boy won the singing contest",
+         "the statue in the square is gone", "a whale swam right up to our boat", "they rebuilt the bridge in a week",
+         "the cheap painting is worth a fortune", "my neighbour is ninety and still runs marathons"),
+        ("I did not see that coming", "what a shock", "I am stunned", "how amazing", "I can hardly believe it",
+         "that is incredible", "wow", "who would have thought"),
+    ),
+}
+_POLARITY = {"happy": 1, "angry": -1, "sad": -1, "worried": -1, "surprise": 0}  # 0: either sign
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_compound(text: str) -> float:
+    """VADER's compound score of ``text`` (-1..1; within +-0.05 counts as neutral)."""
+    return float(_vader().polarity_scores(text)["compound"])
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+@functools.lru_cache(maxsize=1)
+def sentence_pools() -> dict[str, tuple[str, ...]]:
+    """Every sentence the corpus can use, per MER class (sorted; VADER-filtered): ``neutral`` is
+    also the pool of the voice and video kinds (|compound| <= 0.05); an emotional class keeps only
+    sentences VADER scores away from neutral in the class's direction (surprise: either)."""
+    neutral = [f"The {t} is {p}." for t in _NEUTRAL_THINGS for p in _NEUTRAL_PLACES]
+    neutral += [f"{who} {act} {when}." for who in _NEUTRAL_PEOPLE for act in _NEUTRAL_ACTIVITIES for when in _NEUTRAL_TIMES]
+    pools = {"neutral": tuple(sorted({s for s in neutral if abs(vader_compound(s)) <= VADER_NEUTRAL}))}
+    for label, (openers, events, tails) in _EMOTIONAL.items():
+        end = {"sad": ".", "worried": "."}.get(label, "!")
+        cands = [f"{o} {e}{end}" for o in openers for e in events]
+        if label == "surprise":
+            cands += [f"{_cap(e)}? {_cap(t)}!" for e in events for t in tails]
+        else:
+            cands += [f"{_cap(e)}, {t}{end}" for e in events for t in tails]
+        sign = _POLARITY[label]
+        keep = [s for s in cands if (c := vader_compound(s)) and abs(c) > VADER_NEUTRAL and (sign == 0 or np.sign(c) == sign)]
+        pools[label] = tuple(sorted(set(keep)))
+    return {label: pools[label] for label in LABELS}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: every clip's parameters, drawn from the seed before anything is rendered.
+
+
+def corpus_size(clips: int) -> int:
+    """``clips`` rounded to the nearest multiple of 18 (the class x kind grid), at least 18."""
+    if clips < 1:
+        raise DeemoError(f"clips must be at least 1, got {clips}")
+    return max(1, int(clips / BLOCK + 0.5)) * BLOCK  # halves round up
+
+
+def subjects(seed: int = 0) -> list[str]:
+    """All voice+variant subjects in the seed's order."""
+    pool = [f"{v}+{var}" for v in VOICES for var in VARIANTS]
+    order = np.random.default_rng([seed, 1]).permutation(len(pool))
+    return [pool[i] for i in order]
+
+
+def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float], ndigits: int = 0) -> float:
+    x = float(rng.uniform(*lo_hi))
+    return round(x, ndigits) if ndigits else float(int(round(x)))
+
+
+def _background(rng: np.random.Generator) -> dict[str, Any]:
+    kind = ["solid", "gradient", "noise"][int(rng.integers(3))]
+    colours = [[int(c) for c in rng.integers(20, 236, 3)] for _ in range(2)]
+    if kind == "solid":
+        return {"type": "solid", "colours": colours[:1]}
+    if kind == "gradient":
+        return {"type": "gradient", "colours": colours, "direction": ["vertical", "horizontal", "diagonal"][int(rng.integers(3))]}
+    return {"type": "noise", "colours": colours, "cells": int(rng.integers(4, 13))}
+
+
+def _motion(label: str, kind: str, rng: np.random.Generator) -> dict[str, Any]:
+    name = MOTIONS[label] if kind == "video" else "still"
+    w, h = SIZE
+    if name == "bounce":  # vertical sine, amplitude in px
+        return {"type": name, "amplitude_px": _uniform(rng, (0.055 * h, 0.07 * h), 1), "cycles": int(rng.choice(CYCLES[name])), "phase": _uniform(rng, (0, 2 * np.pi), 3)}
+    if name == "shake":  # horizontal sine
+        return {"type": name, "amplitude_px": _uniform(rng, (0.06 * w, 0.08 * w), 1), "cycles": int(rng.choice(CYCLES[name])), "phase": _uniform(rng, (0, 2 * np.pi), 3)}
+    if name == "sink":  # linear drop over the clip, centred on the position
+        return {"type": name, "drop_px": _uniform(rng, (0.18 * h, 0.26 * h), 1)}
+    if name == "tremble":  # independent per-frame offsets in x and y
+        return {"type": name, "amplitude_px": _uniform(rng, (4.0, 7.0), 1)}
+    if name == "zoom":  # logistic scale-up around the face's centre
+        return {"type": name, "zoom": _uniform(rng, (0.35, 0.5), 3), "onset": _uniform(rng, (0.3, 0.55), 3), "rise_s": 0.12}
+    return {"type": "still"}
+
+
+def _clip_id(spec: dict[str, Any]) -> str:
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    return f"synth-{spec['index']:04d}-{digest}"
+
+
+def plan_corpus(clips: int = DEFAULT_CLIPS, seed: int = 0) -> list[dict[str, Any]]:
+    """Every clip's parameters (JSON-ready dicts, in manifest order), deterministic in ``seed``."""
+    n = corpus_size(clips)
+    rng = np.random.default_rng([seed, 0])
+    pool = subjects(seed)
+    n_subj = min(n // len(LABELS), len(pool) // 3 * 3)
+    subj = pool[:n_subj]
+    triples = n_subj // 3
+    cells = []  # (label, kind, subject)
+    for b in range(n // BLOCK):
+        t, rot = b % triples, b // triples
+        for s in range(3):
+            for c, label in enumerate(LABELS):
+                cells.append((label, KINDS[(s + c + rot) % 3], subj[3 * t + s]))
+    cells = [cells[i] for i in rng.permutation(len(cells))]
+    pools = sentence_pools()
+    need = {label: sum(1 for lab, k, _ in cells if k == "wording" and lab == label) for label in LABELS if label != "neutral"}
+    need["neutral"] = sum(1 for lab, k, _ in cells if k != "wording" or lab == "neutral")
+    queues = {}
+    for label, k in need.items():  # without replacement while the pool lasts
+        p = pools[label]
+        reps = -(-k // len(p)) if k else 0
+        queues[label] = [p[i] for _ in range(reps) for i in rng.permutation(len(p))][:k]
+    specs = []
+    w, h = SIZE
+    for i, (label, kind, subject) in enumerate(cells):
+        text = queues["neutral" if kind != "wording" else label].pop()
+        voice, variant = subject.split("+")
+        pros = PROSODY[label if kind == "voice" else "neutral"]
+        spec = {
+            "index": i, "label": label, "kind": kind, "subject": subject, "voice": voice, "variant": variant, "transcript": text,
+            "pitch": _uniform(rng, pros["pitch"]), "speed": _uniform(rng, pros["speed"]), "amplitude": _uniform(rng, pros["amplitude"]),
+            "pitch_range": _uniform(rng, pros["pitch_range"]),
+            "background": _background(rng),
+            "position": [_uniform(rng, (0.38, 0.62), 3), _uniform(rng, (0.42, 0.56), 3)],  # face centre / frame size
+            "face_px": _uniform(rng, (150, 185)),  # side of the face layer (the face is ~43 % of it tall)
+            "face_gain": _uniform(rng, (0.85, 1.15), 3),
+            "motion": _motion(label, kind, rng),
+            "render_seed": int(rng.integers(2**31)),
+            "size": [w, h], "fps": FPS,
+        }
+        spec["id"] = _clip_id(spec)
+        specs.append(spec)
+    return specs
+
+
+def corpus_sentences(seed: int = 0, clips: int = DEFAULT_CLIPS) -> list[tuple[str, str, str]]:
+    """(label, kind, transcript) of every clip of the corpus ``seed`` and ``clips`` give."""
+    return [(s["label"], s["kind"], s["transcript"]) for s in plan_corpus(clips, seed)]
+
+
+def clues(label: str, kind: str) -> list[str]:
+    """Gold clues: the cue that carries the label, then what the other two modalities truly show."""
+    if label == "neutral":
+        return [WORDING_CLUES["neutral"], _REST["wording"]]
+    carrier = {"wording": WORDING_CLUES, "voice": VOICE_CLUES, "video": VIDEO_CLUES}[kind][label]
+    return [carrier, _REST[kind]]
+
+
+def manifest_row(spec: dict[str, Any]) -> ManifestRow:
+    meta = {k: spec[k] for k in ("kind", "voice", "variant", "pitch", "speed", "amplitude", "pitch_range", "background", "position", "face_px", "face_gain", "motion", "size", "fps")}
+    return ManifestRow(
+        id=spec["id"], clip=f"clips/{spec['id']}.mp4", label=spec["label"], label_set=LABEL_SET, subject=spec["subject"],
+        transcript=spec["transcript"], clues=clues(spec["label"], spec["kind"]), source=SOURCE, license=LICENSE, meta=meta,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def espeak(text: str, voice: str, pitch: float, speed: float, amplitude: float, pitch_range: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """espeak-ng speech (SSML with a ``<prosody range>``) as float32 mono at ``sample_rate``."""
+    import av
+
+    if shutil.which("espeak-ng") is None:
+        raise DeemoError("espeak-ng is not installed (apt-get install -y espeak-ng); it speaks the synthetic corpus")
+    ssml = f'<speak><prosody range="{int(pitch_range)}%">{escape(text)}</prosody></speak>'
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        cmd = ["espeak-ng", "-v", voice, "-p", str(int(pitch)), "-s", str(int(speed)), "-a", str(int(amplitude)), "-m", "-w", str(wav), ssml]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+            raise DeemoError(f"espeak-ng failed for voice {voice!r}: {r.stderr.strip() or 'no audio written'}")
+        with av.open(str(wav)) as c:
+            rs = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks = [o.to_ndarray().reshape(-1) for f in c.decode(audio=0) for o in rs.resample(f)]
+            chunks += [o.to_ndarray().reshape(-1) for o in rs.resample(None)]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+# the astronaut photo's head-and-shoulders square (CenterFace finds her face at x 182-270,
+# y 58-178 of the 512 px photo), the face centre inside it, and a feathered oval alpha
+_CROP = (0, 280, 86, 366)  # y0, y1, x0, x1
+_FACE_CENTRE = (140.0, 118.0)  # x, y in the crop
+
+
+@functools.lru_cache(maxsize=1)
+def _face_layer() -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+    from skimage import data
+
+    y0, y1, x0, x1 = _CROP
+    rgb = np.ascontiguousarray(data.astronaut()[y0:y1, x0:x1]).astype(np.float32)
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    oval = (((xx - w / 2) / (0.47 * w)) ** 2 + ((yy - 0.55 * h) / (0.52 * h)) ** 2 <= 1.0).astype(np.float32)
+    alpha = cv2.GaussianBlur(oval, (0, 0), 6.0)
+    return rgb, alpha
+
+
+def _render_background(bg: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    w, h = SIZE
+    cols = [np.array(c, np.float32) for c in bg["colours"]]
+    if bg["type"] == "solid":
+        return np.broadcast_to(cols[0], (h, w, 3)).copy()
+    if bg["type"] == "gradient":
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        u = {"vertical": yy / (h - 1), "horizontal": xx / (w - 1), "diagonal": (xx / (w - 1) + yy / (h - 1)) / 2}[bg["direction"]]
+        return cols[0] * (1 - u[..., None]) + cols[1] * u[..., None]
+    cells = int(bg["cells"])
+    u = rng.random((max(2, cells * h // w), cells)).astype(np.float32)
+    u = cv2.resize(u, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    img = cols[0] * (1 - u[..., None]) + cols[1] * u[..., None]
+    return img + rng.normal(0, 6, img.shape).astype(np.float32)  # fine grain
+
+
+def _trajectory(motion: dict[str, Any], n: int, fps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame (dx px, dy px, zoom factor)."""
+    t = np.arange(n) / fps
+    d = n / fps  # the video stream's duration: what load_clip samples over
+    dx, dy, z = np.zeros(n), np.zeros(n), np.ones(n)
+    kind = motion["type"]
+    if kind in ("bounce", "shake"):
+        wave = motion["amplitude_px"] * np.sin(2 * np.pi * motion["cycles"] * t / d + motion["phase"])
+        if kind == "bounce":
+            dy = wave
+        else:
+            dx = wave
+    elif kind == "sink":
+        dy = motion["drop_px"] * ((t + 0.5 / fps) / d - 0.5)
+    elif kind == "tremble":
+        dx, dy = (motion["amplitude_px"] * rng.uniform(-1, 1, n) for _ in range(2))
+    elif kind == "zoom":
+        z = 1 + motion["zoom"] / (1 + np.exp(-(t - motion["onset"] * d) / (motion["rise_s"] / 4)))
+    return dx, dy, z
+
+
+def render_frames(spec: dict[str, Any], n_frames: int) -> np.ndarray:
+    """[T, H, W, 3] uint8: the face layer composited on the background along the clip's motion."""
+    import cv2
+
+    rng = np.random.default_rng(spec["render_seed"])
+    w, h = spec["size"]
+    bg = _render_background(spec["background"], rng)
+    rgb, alpha = _face_layer()
+    layer = np.dstack([rgb * spec["face_gain"], alpha])  # RGBA float32, warped in one call
+    side = layer.shape[0]
+    fx, fy = spec["position"][0] * w, spec["position"][1] * h
+    dx, dy, z = _trajectory(spec["motion"], n_frames, spec["fps"], rng)
+    still = np.clip(bg, 0, 255).astype(np.uint8)
+    frames = np.broadcast_to(still, (n_frames, h, w, 3)).copy()
+    base = spec["face_px"] / side
+    for i in range(n_frames):
+        if i and dx[i] == dx[i - 1] and dy[i] == dy[i - 1] and z[i] == z[i - 1]:  # a still face: same frame
+            frames[i] = frames[i - 1]
+            continue
+        s = base * z[i]
+        tx, ty = fx + dx[i] - s * _FACE_CENTRE[0], fy + dy[i] - s * _FACE_CENTRE[1]
+        # only the layer's bounding box (clipped to the frame) is warped and blended
+        x0, y0 = max(0, int(np.floor(tx))), max(0, int(np.floor(ty)))
+        x1, y1 = min(w, int(np.ceil(tx + s * side)) + 1), min(h, int(np.ceil(ty + s * side)) + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        m = np.float32([[s, 0, tx - x0], [0, s, ty - y0]])
+        fg = cv2.warpAffine(layer, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        a = fg[..., 3:]
+        frames[i, y0:y1, x0:x1] = np.clip(bg[y0:y1, x0:x1] * (1 - a) + fg[..., :3] * a, 0, 255).astype(np.uint8)
+    return frames
+
+
+def render_clip(spec: dict[str, Any], path: str | Path) -> Path:
+    """Speak and render one planned clip and write it atomically (``sample.write_clip``)."""
+    from ..sample import write_clip
+
+    speech = espeak(spec["transcript"], f"{spec['voice']}+{spec['variant']}", spec["pitch"], spec["speed"], spec["amplitude"], spec["pitch_range"])
+    lead, tail = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([lead, speech, tail])
+    fps = spec["fps"]
+    n = int(np.ceil(len(audio) / SAMPLE_RATE * fps))
+    audio = np.concatenate([audio, np.zeros(int(round(n / fps * SAMPLE_RATE)) - len(audio), np.float32)])
+    return write_clip(path, render_frames(spec, n), audio, fps=fps, sample_rate=SAMPLE_RATE)
+
+
+def _render_job(spec: dict[str, Any], path: str) -> str:
+    render_clip(spec, path)
+    return spec["id"]
+
+
+def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, workers: int = 1, progress: bool = True) -> Path:
+    """Write ``out/clips/<id>.mp4`` and ``out/manifest.jsonl``; returns the manifest's path.
+
+    ``clips`` is rounded to a multiple of 18 (6 classes x 3 kinds, balanced). Clips already on disk
+    (complete: written atomically) are kept, so an interrupted run resumes; the manifest is written
+    last. ``workers`` > 1 renders in a process pool.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    specs = plan_corpus(clips, seed)
+    clip_dir = out / "clips"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if not (clip_dir / f"{s['id']}.mp4").is_file()]
+    with tqdm(total=len(specs), initial=len(specs) - len(todo), desc="deemo data synth", unit="clip", disable=not progress) as bar:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(_render_job, s, str(clip_dir / f"{s['id']}.mp4")) for s in todo]
+                for f in as_completed(futures):
+                    f.result()
+                    bar.update(1)
+        else:
+            for s in todo:
+                render_clip(s, clip_dir / f"{s['id']}.mp4")
+                bar.update(1)
+    return write_manifest([manifest_row(s) for s in specs], out / "manifest.jsonl")
+
+
+__all__ = ["DEFAULT_CLIPS", "KINDS", "LABELS", "clues", "corpus_sentences", "corpus_size", "espeak", "manifest_row", "plan_corpus", "render_clip", "sentence_pools", "subjects", "synth_corpus", "vader_compound"]

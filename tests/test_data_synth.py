@@ -1,0 +1,214 @@
+"""``deemo_llama.data.synth``: the synthetic corpus in which each clip carries its label in one modality.
+
+One 18-clip corpus (one clip per class x kind) is generated per module (~8 s); a second run with
+2 workers checks determinism and resumption."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng speaks the corpus")
+
+ROOT = Path(__file__).resolve().parent.parent
+MER = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from deemo_llama.data.synth import synth_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    return synth_corpus(out, clips=18, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def rows(corpus):
+    from deemo_llama.data.manifest import read_manifest
+
+    return read_manifest(corpus)
+
+
+def _by(rows, kind):
+    return {r.label: r for r in rows if r.meta["kind"] == kind}
+
+
+def test_manifest_reads_back_with_every_column(corpus, rows):
+    from deemo_llama.data.synth import DEFAULT_CLIPS, KINDS
+
+    assert KINDS == ("wording", "voice", "video") and DEFAULT_CLIPS % 18 == 0 and DEFAULT_CLIPS == 72
+    assert corpus.name == "manifest.jsonl" and len(rows) == 18
+    assert len({r.id for r in rows}) == 18
+    for r in rows:
+        assert r.clip == f"clips/{r.id}.mp4" and r.clip_path(corpus.parent).is_file()
+        assert r.label in MER and r.label_set == "mer" and r.source == "deemo-synth" and r.license == "Apache-2.0"
+        assert re.fullmatch(r"en[a-z0-9-]*\+[mf]\d", r.subject), r.subject
+        assert r.transcript and r.transcript[-1] in ".!?"
+        assert 1 <= len(r.clues) <= 3 and all(c.endswith(".") and len(c.split()) <= 16 for c in r.clues)
+        assert {"kind", "voice", "variant", "pitch", "speed", "amplitude", "pitch_range", "background", "position", "motion"} <= set(r.meta)
+        assert r.subject == f"{r.meta['voice']}+{r.meta['variant']}"
+    # no clip file is left over from an interrupted write
+    assert sorted(p.name for p in (corpus.parent / "clips").iterdir()) == sorted(f"{r.id}.mp4" for r in rows)
+
+
+def test_clues_name_the_carrying_cue_only(rows):
+    assert _by(rows, "video")["angry"].clues[0] == "The face shakes quickly from side to side."
+    assert _by(rows, "voice")["sad"].clues[0] == "The voice is quiet, low and slow, with a flat melody."
+    assert _by(rows, "wording")["happy"].clues[0] == "The words describe good news with delight."
+    for r in rows:  # the non-carrying modalities are described as neutral, never with a class cue
+        rest = " ".join(r.clues[1:]).lower()
+        assert not any(w in rest for w in ("shake", "bounce", "loud", "slow", "zoom", "tremble", "anger", "sorrow"))
+        if r.meta["kind"] != "video":
+            assert r.meta["motion"] == {"type": "still"}
+
+
+def test_balance_per_label_and_kind(rows):
+    from deemo_llama.data.synth import corpus_size, plan_corpus
+
+    assert Counter((r.label, r.meta["kind"]) for r in rows) == {(lab, k): 1 for lab in MER for k in ("wording", "voice", "video")}
+    big = plan_corpus(72, seed=3)
+    assert Counter((s["label"], s["kind"]) for s in big) == {(lab, k): 4 for lab in MER for k in ("wording", "voice", "video")}
+    assert [corpus_size(n) for n in (1, 18, 40, 45, 72, 100)] == [18, 18, 36, 54, 72, 108]
+    assert len(plan_corpus(40)) == 36
+
+
+def test_every_subject_has_every_class(rows):
+    from deemo_llama.data.synth import plan_corpus
+
+    per = {}
+    for r in rows:
+        per.setdefault(r.subject, []).append(r.label)
+    assert len(per) == 3 and all(sorted(v) == sorted(MER) for v in per.values())
+    big = {}
+    for s in plan_corpus(72, seed=0):
+        big.setdefault(s["subject"], Counter())[s["label"]] += 1
+    assert len(big) == 12 and all(c == {lab: 1 for lab in MER} for c in big.values())
+    huge = {}
+    for s in plan_corpus(1800, seed=0):  # more clips than voice+variant subjects: subjects repeat
+        huge.setdefault(s["subject"], Counter())[s["label"]] += 1
+    assert len(huge) == 90 and all(set(c) == set(MER) and len(set(c.values())) == 1 for c in huge.values())
+
+
+def test_same_seed_same_corpus_different_seed_differs_and_resumes(corpus, tmp_path):
+    from deemo_llama.data.synth import manifest_row, plan_corpus, synth_corpus
+
+    second = synth_corpus(tmp_path, clips=18, seed=0, workers=2, progress=False)  # the process pool
+    assert second.read_bytes() == corpus.read_bytes()
+    other = [manifest_row(s).to_dict() for s in plan_corpus(18, seed=1)]
+    same = [manifest_row(s).to_dict() for s in plan_corpus(18, seed=0)]
+    assert same == [manifest_row(s).to_dict() for s in plan_corpus(18, seed=0)]
+    assert {d["id"] for d in other}.isdisjoint(d["id"] for d in same)
+    assert [d["transcript"] for d in other] != [d["transcript"] for d in same]
+    assert [d["meta"] for d in other] != [d["meta"] for d in same]
+
+    clips = sorted((tmp_path / "clips").glob("*.mp4"))
+    before = {p.name: p.stat().st_mtime_ns for p in clips}
+    gone = clips[5]
+    gone.unlink()
+    assert synth_corpus(tmp_path, clips=18, seed=0, progress=False).read_bytes() == corpus.read_bytes()
+    after = {p.name: p.stat().st_mtime_ns for p in sorted((tmp_path / "clips").glob("*.mp4"))}
+    assert set(after) == set(before)
+    assert [n for n in after if after[n] != before[n]] == [gone.name]
+
+
+def _speech(path):
+    from deemo_llama.media import load_clip
+
+    a = load_clip(path, video=False).audio
+    act = np.flatnonzero(np.abs(a) > 0.05 * np.abs(a).max())
+    return a[act[0] : act[-1]]
+
+
+def test_voice_clips_carry_the_class_in_prosody(corpus, rows):
+    voice = _by(rows, "voice")
+    m = {}
+    for label, r in voice.items():
+        seg = _speech(r.clip_path(corpus.parent))
+        m[label] = (len(seg) / 16000 / len(r.transcript.split()), float(np.sqrt(np.mean(seg**2))))  # s per word, RMS
+    assert m["sad"][0] > 1.4 * m["angry"][0]  # sad is slow, angry fast
+    assert m["angry"][1] > 2.0 * m["sad"][1]  # angry is loud, sad quiet
+    assert min(m[k][1] for k in ("angry", "happy", "surprise")) > 1.5 * max(m[k][1] for k in ("sad", "worried"))
+    # the same sentence kind (neutral wording) without the prosody: an angry video clip is not loud
+    calm = _speech(_by(rows, "video")["angry"].clip_path(corpus.parent))
+    assert float(np.sqrt(np.mean(calm**2))) < 0.8 * m["angry"][1]
+
+
+def _shift(a, b, axis):
+    """The shift (px) of b against a along one axis, from their mean profiles."""
+    pa, pb = a.mean(axis=axis), b.mean(axis=axis)
+    pa, pb = pa - pa.mean(), pb - pb.mean()
+    n = len(pa)
+    return min(range(-60, 61), key=lambda k: np.abs(pa[max(0, -k) : n - max(0, k)] - pb[max(0, k) : n - max(0, -k)]).mean())
+
+
+def test_video_clips_carry_the_class_in_motion_over_8_frames(corpus, rows):
+    from deemo_llama.media import load_clip
+
+    f = {}
+    for label, r in _by(rows, "video").items():
+        clip = load_clip(r.clip_path(corpus.parent), num_frames=8, audio=False)
+        assert clip.frames.shape == (8, 240, 320, 3)
+        f[label] = clip.frames.astype(np.float32).mean(-1)
+    energy = {k: float(np.abs(np.diff(v, axis=0)).mean()) for k, v in f.items()}
+    vert = {k: float(np.abs(np.diff(v.mean(2), axis=0)).mean()) for k, v in f.items()}  # row profiles move
+    horiz = {k: float(np.abs(np.diff(v.mean(1), axis=0)).mean()) for k, v in f.items()}  # column profiles move
+    assert energy["neutral"] < 0.3
+    assert all(energy[k] > 3.0 for k in ("angry", "happy", "sad", "worried", "surprise")), energy
+    assert energy["angry"] > 1.3 * energy["worried"]  # a wide shake vs a small tremble
+    assert horiz["angry"] > 5 * vert["angry"] and vert["happy"] > 5 * horiz["happy"]
+    assert _shift(f["sad"][0], f["sad"][-1], axis=1) > 25  # sinks downward
+    assert abs(_shift(f["sad"][0], f["sad"][-1], axis=0)) <= 1
+    steps = np.abs(np.diff(f["surprise"], axis=0)).mean(axis=(1, 2))
+    assert steps.max() > 10 * np.median(steps)  # one sudden change (the zoom), still otherwise
+
+
+def test_vader_neutral_sentences_for_voice_and_video_only(rows):
+    from deemo_llama.data.synth import sentence_pools, vader_compound
+
+    for r in rows:
+        c = vader_compound(r.transcript)
+        if r.meta["kind"] != "wording" or r.label == "neutral":
+            assert abs(c) <= 0.05, (r.transcript, c)
+        else:
+            assert abs(c) > 0.05, (r.transcript, c)
+    pools = sentence_pools()
+    assert set(pools) == set(MER) and all(len(v) >= 200 for v in pools.values()), {k: len(v) for k, v in pools.items()}
+    assert all(abs(vader_compound(s)) <= 0.05 for s in pools["neutral"][::50])
+    assert all(vader_compound(s) > 0.05 for s in pools["happy"][::20]) and all(vader_compound(s) < -0.05 for s in pools["sad"][::20])
+
+
+def _norm(s: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", s.lower().replace("\u2019", "'")).split())
+
+
+def _literals(files=None) -> set[str]:
+    """Normalised string literals (and their sentences of 4+ words) of the tests and benchmarks."""
+    out = set()
+    for f in files or [*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"), ROOT / "deemo_llama" / "sample.py"]:
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.add(_norm(node.value))
+                out.update(_norm(p) for p in re.split(r"(?<=[.!?])\s+", node.value) if len(p.split()) >= 4)
+    out.discard("")
+    return out
+
+
+def test_no_sentence_from_the_tests_or_benchmarks(rows):
+    from deemo_llama.data.synth import corpus_sentences, sentence_pools
+
+    lits = _literals()
+    bench = _literals([ROOT / "benchmarks" / "bench_answers.py"])
+    assert len(bench) >= 48 and bench <= lits  # the benchmark's held-out sentences are among them
+    pool = [s for v in sentence_pools().values() for s in v]
+    parts = [p for s in pool for p in re.split(r"(?<=[.!?])\s+", s) if len(p.split()) >= 4]
+    hits = sorted({s for s in pool + parts if _norm(s) in lits})
+    assert hits == []
+    used = corpus_sentences(seed=0, clips=72)
+    assert len(used) == 72 and len({t for _, _, t in used}) == 72 and all(t in set(pool) for _, _, t in used)
+    assert {r.transcript for r in rows} <= set(pool)
