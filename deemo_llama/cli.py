@@ -6,7 +6,7 @@
     deemo analyze CLIP [--json]     emotion + reasoning for one clip (``--sample`` for the bundled one)
     deemo sample OUT                write a synthetic talking-face clip
     deemo data synth|build|convert|validate|stats   instruction data (instruction_data/README.md)
-    deemo train DATA OUT            LoRA fine-tuning on instruction data (JSONL)
+    deemo train OUT --config RECIPE --set data.train=BUILT   align projectors, then LoRA (recipes: deemo_llama/recipes)
     deemo physio eval DATA --format deap|dreamer    subject-independent valence/arousal accuracy/F1
     deemo physio train DATA --format deap|dreamer   train the analyze_physiology model (--out DIR)
     deemo serve                     vLLM + the OpenAI-compatible gateway + the Gradio UI
@@ -338,26 +338,16 @@ def deid_eval(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Instruction data, JSONL (instruction_data/README.md).")],
-    out: Annotated[Path, typer.Argument(help="Directory for the fine-tuned checkpoint.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Base checkpoint (default: the embedded default).")] = None,
-    epochs: Annotated[float, typer.Option(min=0.01)] = 3.0,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many optimiser steps.")] = None,
-    lr: Annotated[float, typer.Option(min=0.0)] = 2e-4,
-    batch_size: Annotated[int, typer.Option(min=1)] = 1,
-    grad_accum: Annotated[int, typer.Option(min=1)] = 4,
-    lora_r: Annotated[int, typer.Option(min=1)] = 16,
-    lora_alpha: Annotated[int, typer.Option(min=1)] = 32,
-    seed: int = 0,
+    out: Annotated[Path, typer.Argument(help="Directory for the fine-tuned checkpoint (new or empty).")],
+    config: Annotated[str, typer.Option(help="Recipe: a shipped name (cpu-default, ...) or a YAML file.")] = "cpu-default",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field, KEY=VALUE (e.g. data.train=/tmp/built, stages.1.max_steps=8); repeatable.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last checkpoint (same recipe and overrides).")] = False,
 ) -> None:
-    """LoRA fine-tuning of the LLM with fully trained projectors; writes a servable checkpoint."""
+    """Train by a recipe: align the projectors, then LoRA on the LLM; writes a servable checkpoint."""
     _quiet_libraries()
-    from .training import LoraSettings, TrainArgs, train as run_training
+    from .training import load_recipe, train as run_training
 
-    if out.exists() and any(out.iterdir()):
-        raise DeemoError(f"{out}: exists and is not empty; choose a new directory")
-    args = TrainArgs(data=data, out=out, checkpoint=checkpoint, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seed=seed, lora=LoraSettings(r=lora_r, alpha=lora_alpha))
-    run_training(args)
+    run_training(load_recipe(config, list(set_ or [])), out, resume=resume)
     typer.echo(f"wrote {out}")
 
 

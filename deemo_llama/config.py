@@ -1,6 +1,6 @@
 """Typed, nested configuration of a deemo-llama model, saved as ``config.json`` in every checkpoint.
 
-The model config (this file) is separate from training arguments (``training.TrainArgs``). Leaves
+The model config (this file) is separate from training recipes (``training.recipe.Recipe``). Leaves
 (encoders, projectors) take plain numbers; ``modeling.build_*`` read the config.
 """
 
@@ -129,16 +129,9 @@ class DeemoConfig:
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        def enc(obj: Any) -> Any:
-            if dataclasses.is_dataclass(obj):
-                return {f.name: enc(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-            if isinstance(obj, (list, tuple)):
-                return [enc(x) for x in obj]
-            if isinstance(obj, dict):
-                return {k: enc(v) for k, v in obj.items()}
-            return obj
+        from .typed import to_data
 
-        return enc(self)
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DeemoConfig":

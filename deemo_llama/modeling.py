@@ -41,22 +41,26 @@ class MediaInputs:
     pixel_values_videos: [N_v, T, 3, S, S] float, normalised frames
     audio_features:      [N_a, n_mels, 3000] float, Whisper log-mel (30 s, zero-padded)
     audio_frames:        [N_a] long, unpadded Whisper encoder frames per item (50 per second)
+    encoded:             {modality: [N, num_tokens, D_enc]} the FROZEN encoders' pooled outputs,
+                         computed once and cached (training.features); such a modality skips its encoder
     """
 
     pixel_values_videos: torch.Tensor | None = None
     audio_features: torch.Tensor | None = None
     audio_frames: torch.Tensor | None = None
+    encoded: dict[str, torch.Tensor] | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "MediaInputs":
         def mv(t, float_=True):
             return None if t is None else t.to(device=device, dtype=dtype if (dtype and float_) else t.dtype)
 
-        return MediaInputs(mv(self.pixel_values_videos), mv(self.audio_features), mv(self.audio_frames, False))
+        enc = {k: mv(v) for k, v in self.encoded.items()} if self.encoded else None
+        return MediaInputs(mv(self.pixel_values_videos), mv(self.audio_features), mv(self.audio_frames, False), enc)
 
     @property
     def modalities(self) -> dict[str, int]:
         """Number of items per modality present in this batch."""
-        out = {}
+        out = {k: v.shape[0] for k, v in (self.encoded or {}).items()}
         if self.pixel_values_videos is not None:
             out["video"] = self.pixel_values_videos.shape[0]
         if self.audio_features is not None:
@@ -64,7 +68,6 @@ class MediaInputs:
         return out
 
 
-# -- builders: the only code that reads encoder configs ----------------------------------------
 def build_video_encoder(cfg: FrameEncoderConfig) -> FrameEncoder:
     if cfg.backbone == "hf_vision":
         from transformers import AutoConfig, AutoModel
@@ -133,21 +136,32 @@ class DeemoLlamaForConditionalGeneration(nn.Module):
         return self.language_model.get_input_embeddings()
 
     # -- media -> embeddings ---------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_media(self, media: MediaInputs) -> dict[str, torch.Tensor]:
+        """{modality: [N, num_tokens, D_enc]}: the frozen encoders' outputs pooled to the token count
+        (what the projectors read; cacheable, as the encoders do not train)."""
+        return {name: self._encode(name, media) for name in media.modalities}
+
+    def _encode(self, name: str, media: MediaInputs) -> torch.Tensor:
+        if name not in self.config.modalities:
+            raise ValueError(f"this model has no {name} modality (configured: {sorted(self.config.modalities)})")
+        if media.encoded and name in media.encoded:
+            return media.encoded[name].to(self.device)
+        m: ModalityConfig = self.config.modalities[name]
+        enc = self.encoders[name]
+        if name == "video":
+            feats = enc(media.pixel_values_videos.to(self.device))  # [N, T, D]
+            return torch.stack([pool_tokens(f, m.num_tokens) for f in feats])
+        feats = enc(media.audio_features.to(self.device))  # [N, 1500, D]
+        n = feats.shape[0]
+        lengths = media.audio_frames.tolist() if media.audio_frames is not None else [feats.shape[1]] * n
+        return torch.stack([pool_tokens(f[: max(1, int(k))], m.num_tokens) for f, k in zip(feats, lengths)])
+
     def embed_media(self, media: MediaInputs) -> dict[str, torch.Tensor]:
         """Return {modality: [N, num_tokens, hidden]} for the modalities present in ``media``."""
         out: dict[str, torch.Tensor] = {}
-        for name, n in media.modalities.items():
-            if name not in self.config.modalities:
-                raise ValueError(f"this model has no {name} modality (configured: {sorted(self.config.modalities)})")
-            m: ModalityConfig = self.config.modalities[name]
-            enc = self.encoders[name]
-            if name == "video":
-                feats = enc(media.pixel_values_videos.to(self.device))  # [N, T, D]
-                pooled = torch.stack([pool_tokens(f, m.num_tokens) for f in feats])
-            else:
-                feats = enc(media.audio_features.to(self.device))  # [N, 1500, D]
-                lengths = media.audio_frames.tolist() if media.audio_frames is not None else [feats.shape[1]] * n
-                pooled = torch.stack([pool_tokens(f[: max(1, int(k))], m.num_tokens) for f, k in zip(feats, lengths)])
+        for name in media.modalities:
+            pooled = self._encode(name, media)
             proj = self.projectors[name]
             out[name] = proj(pooled.to(next(proj.parameters()).dtype))
         return out
@@ -270,4 +284,5 @@ def _quantized_language_model(lm: nn.Module, quantization: Quantization) -> nn.M
     bnb = BitsAndBytesConfig(load_in_4bit=quantization == "4bit", load_in_8bit=quantization == "8bit", bnb_4bit_compute_dtype=torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
         lm.save_pretrained(tmp)
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, device_map={"": 0})
+        # this process's GPU (accelerate sets it per process under `accelerate launch`)
+        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, device_map={"": torch.cuda.current_device()})

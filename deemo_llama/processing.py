@@ -35,6 +35,10 @@ class ProcessorOutput:
     labels: torch.Tensor | None = None
     media: MediaInputs | None = None
 
+    def to(self, device: torch.device | str) -> "ProcessorOutput":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ProcessorOutput(mv(self.input_ids), mv(self.attention_mask), mv(self.labels), None if self.media is None else self.media.to(device))
+
 
 def count_media(messages: Sequence[Message]) -> dict[str, int]:
     """Number of video and audio content parts in ``messages``."""

@@ -46,7 +46,7 @@ class HFLabelScorer:
         self._free: dict[tuple, np.ndarray] = {}
 
     @torch.inference_mode()
-    def answer_logprobs(self, messages: list[dict], answers: Sequence[str], videos=(), audios=()) -> np.ndarray:
+    def answer_logprobs(self, messages: list[dict], answers: Sequence[str], videos=(), audios=(), media=None) -> np.ndarray:
         """[len(answers)] summed log-probabilities of each answer's tokens after the prompt.
 
         The answer is tokenised together with the prompt text (as the server tokenises the rendered
@@ -62,7 +62,7 @@ class HFLabelScorer:
                 raise ValueError(f"the answer {a!r} changes the prompt's tokenisation")
             a_ids.append(full[len(p_ids) :])
         n, k, plen = len(answers), max(len(a) for a in a_ids), len(p_ids)
-        media = self.processor.prepare_media(videos, audios)
+        media = media if media is not None else self.processor.prepare_media(videos, audios)  # or precomputed (training.features)
         out = self.model(torch.tensor([p_ids], device=dev), media=media, use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(out.logits[0, -1].float(), -1)  # predicts each answer's first token
         cache = out.past_key_values
@@ -79,9 +79,9 @@ class HFLabelScorer:
         logp = torch.log_softmax(logits, -1)  # [n, k, V]; position j predicts token j + 1
         return np.array([float(first[a[0]]) + sum(float(logp[i, j, a[j + 1]]) for j in range(len(a) - 1)) for i, a in enumerate(a_ids)])
 
-    def score(self, messages: list[dict], labels: Sequence[str], question: str | None = None, videos=(), audios=()) -> dict[str, float]:
+    def score(self, messages: list[dict], labels: Sequence[str], question: str | None = None, videos=(), audios=(), media=None) -> dict[str, float]:
         answers = [label_answer(label) for label in labels]
-        cond = self.answer_logprobs(messages, answers, videos, audios)
+        cond = self.answer_logprobs(messages, answers, videos, audios, media)
         key = (tuple(labels), question)
         if key not in self._free:
             self._free[key] = self.answer_logprobs(content_free_messages(labels, question), answers)

@@ -75,7 +75,7 @@ def test_sample_command_writes_audio_only(tmp_path):
 def test_train_rejects_bad_jsonl(tmp_path, tiny_ckpt):
     data = tmp_path / "d.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
-    r = run("train", data, tmp_path / "out", "--checkpoint", tiny_ckpt)
+    r = run("train", tmp_path / "out", "--set", f"data.train={data}", "--set", f"model.checkpoint={tiny_ckpt}")
     assert r.returncode == 2
     assert r.stderr.strip().startswith(f"error: {data}:1: row: 'schema_version' is a required property (and ")
     assert r.stderr.strip().endswith(f"more problem(s); run `deemo data validate {data}`)") and len(r.stderr.strip().splitlines()) == 1

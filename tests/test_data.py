@@ -94,13 +94,14 @@ def test_splits_are_subject_independent_deterministic_and_keep_given_folds():
 # -- the builder -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def built(media_dir, tmp_path_factory):
-    """Three real clips through `build_dataset` (real experts, given transcripts instead of Whisper)."""
+    """Three real clips through `build_dataset` (real experts, given transcripts instead of Whisper),
+    all in the manifest's own train split."""
     from deemo_llama.data.build import BuildOptions, build_dataset
 
     d = tmp_path_factory.mktemp("build")
-    rows = [ManifestRow(clip=str(media_dir / "talk.mp4"), label="Happiness", subject="s1", transcript=SAID["talk"], clues=["The person says they got the job."], demographics={"gender": "f"}),
-            ManifestRow(clip=str(media_dir / "speech.wav"), label="sad", subject="s2", transcript=SAID["speech"]),
-            ManifestRow(clip=str(media_dir / "silent.mp4"), label="neutral", subject="s3", body_language=[{"type": "self-protection", "label": "arms crossed", "start_s": 0.2, "end_s": 1.0}])]
+    rows = [ManifestRow(clip=str(media_dir / "talk.mp4"), label="Happiness", subject="s1", split="train", transcript=SAID["talk"], clues=["The person says they got the job."], demographics={"gender": "f"}),
+            ManifestRow(clip=str(media_dir / "speech.wav"), label="sad", subject="s2", split="train", transcript=SAID["speech"]),
+            ManifestRow(clip=str(media_dir / "silent.mp4"), label="neutral", subject="s3", split="train", body_language=[{"type": "self-protection", "label": "arms crossed", "start_s": 0.2, "end_s": 1.0}])]
     manifest = write_manifest(rows, d / "manifest.csv")
     report = build_dataset(manifest, d / "out", BuildOptions(label_set="mer"), progress=False)
     return d, report

@@ -127,10 +127,10 @@ def test_checkpoint_round_trip_identical_logits(tiny, tmp_path):
 
 def test_lora_checkpoint_round_trip(tiny, tmp_path):
     from deemo_llama.build import load_checkpoint, save_checkpoint
-    from deemo_llama.training import LoraSettings, apply_lora
+    from deemo_llama.training import LoraRecipe, apply_lora
 
     model, proc = tiny
-    apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0))
+    apply_lora(model, LoraRecipe(r=4, alpha=8, dropout=0.0))
     for n, p in model.language_model.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.5)  # LoRA B starts at zero: make the adapter matter

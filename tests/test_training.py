@@ -6,12 +6,12 @@ import json
 
 import torch
 
-from deemo_llama.training import LoraSettings, apply_lora, trainable_parameter_names
+from deemo_llama.training import LoraRecipe, apply_lora, trainable_parameter_names
 
 
 def test_exact_trainable_parameter_set(tiny):
     model, _ = tiny
-    apply_lora(model, LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj")))
+    apply_lora(model, LoraRecipe(r=4, alpha=8, target_modules=("q_proj", "v_proj")))
     names = trainable_parameter_names(model)
     n_layers = model.config.text_config["num_hidden_layers"]
     expected = {
@@ -27,7 +27,7 @@ def test_exact_trainable_parameter_set(tiny):
 
 def test_training_steps_lower_the_loss(tiny):
     model, proc = tiny
-    apply_lora(model, LoraSettings(r=8, alpha=16, dropout=0.0))
+    apply_lora(model, LoraRecipe(r=8, alpha=16, dropout=0.0))
     ids, labels = proc.encode_for_training([{"role": "user", "content": "How does the person feel?"}, {"role": "assistant", "content": "happy"}])
     batch = proc.collate([{"input_ids": ids, "labels": labels}])
     params = [p for p in model.parameters() if p.requires_grad]
@@ -48,7 +48,7 @@ def test_training_steps_lower_the_loss(tiny):
 def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     """`train` on a two-record JSONL with real media writes a loadable, trained checkpoint."""
     from deemo_llama.build import load_checkpoint, save_checkpoint
-    from deemo_llama.training import TrainArgs, train
+    from deemo_llama.training import load_recipe, train
 
     model, proc = tiny
     save_checkpoint(model, proc, tmp_path / "base")
@@ -56,7 +56,8 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     rec = {"schema_version": "1", "id": "t", "kind": "recognition", "split": "train", "label": "happy", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4"),
            "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "Emotion: happy."}]}
     data.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "id": "u"}) + "\n")
-    out = train(TrainArgs(data=data, out=tmp_path / "out", checkpoint=tmp_path / "base", max_steps=2, grad_accum=1, lora=LoraSettings(r=4, alpha=8)))
+    recipe = load_recipe("cpu-default", [f"data.train={data}", f"model.checkpoint={tmp_path / 'base'}", "stages=[{name: finetune, max_steps: 2}]", "grad_accum=1", "lora.r=4", "lora.alpha=8", f"data.feature_cache_dir={tmp_path / 'features'}"])
+    out = train(recipe, tmp_path / "out")
     trained, _ = load_checkpoint(out)
     assert trained.config.projectors_trained
     assert (out / "adapter" / "adapter_model.safetensors").is_file()

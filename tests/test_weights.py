@@ -231,7 +231,8 @@ def test_transcript_segments_have_timestamps(assets):
 
 def test_synth_build_train_then_analyze_multimodal(tmp_path):
     """The data path as a user runs it: `deemo data synth` -> `deemo data build` (Whisper on the
-    anonymised audio, the fast experts, 2 workers) -> `deemo train` (1 LoRA step) -> `analyze
+    anonymised audio, the fast experts, 2 workers) -> `deemo train` (1 align + 1 LoRA step, with
+    validation on the build's validation split) -> `analyze
     --checkpoint` on a held-out clip, in multimodal mode with the trained projectors' media tokens."""
     import jiwer
 
@@ -254,10 +255,12 @@ def test_synth_build_train_then_analyze_multimodal(tmp_path):
     assert wer < 0.75 and wer < shifted - 0.25, (wer, shifted)
     r = subprocess.run([*cli, "data", "validate", str(tmp_path / "built" / "train.jsonl")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout
-    r = subprocess.run([*cli, "train", str(tmp_path / "built" / "train.jsonl"), str(tmp_path / "ckpt"), "--max-steps", "1", "--grad-accum", "4"], capture_output=True, text=True, timeout=900)
+    r = subprocess.run([*cli, "train", str(tmp_path / "ckpt"), "--config", "cpu-default", "--set", f"data.train={tmp_path / 'built'}", "--set", f"data.feature_cache_dir={tmp_path / 'features'}",
+                        "--set", "stages=[{name: align, max_steps: 1}, {name: finetune, max_steps: 1}]", "--set", "grad_accum=4"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "ckpt" / "train_summary.json").read_text())
-    assert summary["steps"] == 1 and summary["examples"] == len(rows)
+    assert summary["steps"] == 2 and summary["examples"] == len(rows) and summary["validation_examples"] > 0
+    assert [x["stage"] for x in summary["stages"]] == ["align", "finetune"] and 0 <= summary["stages"][-1]["val_accuracy"] <= 1
     test_clip = json.loads((tmp_path / "built" / "test.jsonl").read_text().splitlines()[0])
     raw = tmp_path / "synth" / "clips" / test_clip["source"]["clip"]
     out = _analyze_json(raw, "--checkpoint", str(tmp_path / "ckpt"))

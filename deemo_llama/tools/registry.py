@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DeemoError
+from ..hashing import file_digest
 from .base import Tool, ToolResult
 
 
@@ -49,18 +50,9 @@ class ToolCache:
         from ..assets import cache_dir
 
         self.root = Path(root) if root else cache_dir() / "tool-results"
-        self._digests: dict[tuple[str, float, int], str] = {}
 
     def _file_digest(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime, st.st_size)
-        if key not in self._digests:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                while block := f.read(1 << 22):
-                    h.update(block)
-            self._digests[key] = h.hexdigest()
-        return self._digests[key]
+        return file_digest(path)
 
     def _dir_digest(self, root: Path) -> str:
         h = hashlib.sha256()

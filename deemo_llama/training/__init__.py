@@ -11,14 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .llm import LoraSettings, TrainArgs, apply_lora, encode_record, load_records, train, trainable_parameter_names
+    from .llm import apply_lora, encode_record, load_records, train, trainable_parameter_names
+    from .recipe import LoraRecipe, Recipe, StageRecipe, load_recipe
 
-__all__ = ["LoraSettings", "TrainArgs", "apply_lora", "encode_record", "load_records", "train", "trainable_parameter_names"]
+__all__ = ["LoraRecipe", "Recipe", "StageRecipe", "apply_lora", "encode_record", "load_recipe", "load_records", "train", "trainable_parameter_names"]
+_RECIPE = {"LoraRecipe", "Recipe", "StageRecipe", "load_recipe"}
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module(".llm", __name__), name)
+        return getattr(importlib.import_module(".recipe" if name in _RECIPE else ".llm", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

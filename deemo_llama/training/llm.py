@@ -1,54 +1,43 @@
-"""LoRA fine-tuning on DEEMO-MER-style instruction data: an explicit loop you can read top to bottom.
+"""Training by a recipe (training/recipe.py): an explicit loop you can read top to bottom.
 
-Data: JSONL rows of instruction_data/row.schema.json, e.g. ``OUT/train.jsonl`` of ``deemo data
-build``: ``media`` (relative to the JSONL file) feeds the conversation's video parts (sampled frames)
-and audio parts (its audio track); ``tools`` (tool-use rows) are rendered into the system turn. Only assistant tokens carry labels. Trained: the projectors (fully) and LoRA
-adapters on the LLM's attention projections; the encoders and the LLM's base weights stay frozen.
+    deemo train OUT --config cpu-default --set data.train=/tmp/built [--resume]
+
+Data: JSONL rows of instruction_data/row.schema.json (``deemo data build``); ``media`` (relative to
+the JSONL file) feeds the video parts (sampled frames) and audio parts (its audio track); ``tools``
+of tool-use rows are rendered into the system turn. Only assistant tokens carry labels.
+
+Stages: ``align`` trains the projectors; ``finetune`` the projectors and LoRA on the LLM. The
+encoders are frozen, so their pooled outputs are computed once per clip (training/features.py);
+rows are tokenised up front, media features load per batch. accelerate places the model, runs
+mixed precision and data parallel (``accelerate launch``). Every ``checkpointing.every_steps`` the
+trainable weights, optimiser, scheduler, RNG and data position are saved; ``--resume`` continues
+from the last one and ends where an uninterrupted run ends. Validation loss and label accuracy (the
+one label scorer, scoring.HFLabelScorer) run every ``logging.eval_every_steps`` and after each stage.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..assets import cache_dir
 from ..errors import DeemoError
-from ..modeling import DeemoLlamaForConditionalGeneration
+from ..modeling import DeemoLlamaForConditionalGeneration, MediaInputs
 from ..processing import DeemoProcessor, count_media
+from .features import FeatureCache
+from .recipe import LoraRecipe, Recipe, StageRecipe
 
 
-@dataclass
-class LoraSettings:
-    """peft LoRA on the LLM only (vLLM serves LLM-only adapters)."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-@dataclass
-class TrainArgs:
-    data: Path
-    out: Path
-    checkpoint: Path | None = None  # base checkpoint; None = the embedded default
-    epochs: float = 3.0
-    max_steps: int | None = None
-    lr: float = 2e-4
-    batch_size: int = 1
-    grad_accum: int = 4
-    warmup_ratio: float = 0.05
-    seed: int = 0
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-
-def apply_lora(model: DeemoLlamaForConditionalGeneration, settings: LoraSettings) -> DeemoLlamaForConditionalGeneration:
+def apply_lora(model: DeemoLlamaForConditionalGeneration, settings: LoraRecipe) -> DeemoLlamaForConditionalGeneration:
     """Wrap the LLM with LoRA, make the projectors trainable, keep encoders as their config says."""
     from peft import LoraConfig, get_peft_model
 
@@ -98,48 +87,413 @@ def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
     return {"input_ids": ids, "labels": labels, "videos": videos, "audios": audios}
 
 
-def train(args: TrainArgs) -> Path:
-    """Fine-tune and write a checkpoint (base weights + trained projectors + LoRA adapter) to ``args.out``."""
+def _rows_file(ref: str, what: str) -> Path:
+    p = Path(ref).expanduser()
+    if p.is_dir():
+        p = p / f"{what}.jsonl"
+    if not p.is_file():
+        raise DeemoError(f"data.{'train' if what == 'train' else 'validation'}: {p} does not exist (a rows file or a `deemo data build` folder)")
+    return p
+
+
+def resolve_data(recipe: Recipe) -> tuple[Path, Path | None]:
+    """(train rows, validation rows or None) from the recipe's data section."""
+    if not recipe.data.train:
+        raise DeemoError("data.train is not set: pass --set data.train=<rows.jsonl or a `deemo data build` folder>")
+    train_file = _rows_file(recipe.data.train, "train")
+    if recipe.data.validation:
+        return train_file, _rows_file(recipe.data.validation, "validation")
+    guess = train_file.parent / "validation.jsonl"
+    return train_file, guess if Path(recipe.data.train).is_dir() and guess.is_file() and guess.stat().st_size else None
+
+
+def resolve_device(recipe: Recipe) -> torch.device:
+    """The device, and clear errors for CUDA-only options on a machine without CUDA."""
+    cuda = torch.cuda.is_available()
+    want = recipe.precision.device
+    if want == "cuda" and not cuda:
+        raise DeemoError("precision.device is cuda but no CUDA device is available (use precision.device=cpu)")
+    device = torch.device("cuda" if (want == "cuda" or (want == "auto" and cuda)) else "cpu")
+    if device.type == "cpu":
+        if recipe.model.quantization != "none":
+            raise DeemoError(f"model.quantization={recipe.model.quantization} (QLoRA) needs CUDA and bitsandbytes; this run is on CPU (set model.quantization=none)")
+        if recipe.precision.mixed == "fp16":
+            raise DeemoError("precision.mixed=fp16 needs CUDA; on CPU use no or bf16")
+    return device
+
+
+IGNORE = -100
+
+
+@dataclass
+class Example:
+    """One tokenised row; its media are fetched per batch (``modalities``: one entry per media part)."""
+
+    id: str
+    input_ids: list[int]
+    labels: list[int]
+    clip: str | None
+    modalities: tuple[str, ...]
+    row: dict
+
+
+def tokenize_rows(records: list[dict], processor: DeemoProcessor, root: Path) -> list[Example]:
+    out = []
+    for rec in tqdm(records, desc="tokenising", leave=False):
+        ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
+        n = count_media(rec["messages"])
+        clip = None
+        if n["video"] or n["audio"]:
+            p = Path(rec["media"])
+            clip = str(p if p.is_absolute() else root / p)
+        out.append(Example(rec["id"], ids, labels, clip, ("video",) * n["video"] + ("audio",) * n["audio"], rec))
+    return out
+
+
+def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: FeatureCache):
+    """Pad the tokens; stack each modality's cached encoder features in prompt order."""
+    inputs = processor.collate([{"input_ids": e.input_ids, "labels": e.labels} for e in batch])
+    encoded: dict[str, list[torch.Tensor]] = {}
+    for e in batch:
+        if not e.modalities:
+            continue
+        feats = features.get(e.clip, sorted(set(e.modalities)))
+        for m in e.modalities:
+            encoded.setdefault(m, []).append(feats[m])
+    if encoded:
+        inputs.media = MediaInputs(encoded={k: torch.stack(v) for k, v in encoded.items()})
+    return inputs
+
+
+def _stage_trainables(model: DeemoLlamaForConditionalGeneration, stage: StageRecipe) -> list[torch.nn.Parameter]:
+    """align: projectors only; finetune: projectors + LoRA. Encoders and base weights stay frozen."""
+    for n, p in model.language_model.named_parameters():
+        p.requires_grad_(stage.trains_lora and "lora_" in n)
+    model.projectors.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _schedule(stage: StageRecipe, total: int):
+    warmup = int(stage.warmup_ratio * total)
+
+    def factor(s: int) -> float:
+        w = min(1.0, (s + 1) / max(1, warmup))
+        if stage.scheduler == "constant":
+            return w
+        frac = min(s, total) / total
+        return w * (0.5 * (1 + math.cos(math.pi * frac)) if stage.scheduler == "cosine" else 1.0 - frac)
+
+    return factor
+
+
+def _order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
+    """The data order of one epoch: a function of (seed, stage, epoch) only, so a resumed run sees
+    the same batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 1009 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+# -- validation ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model, processor: DeemoProcessor, examples: list[Example], features: FeatureCache, batch_size: int = 1, accuracy: bool = True) -> dict[str, float]:
+    """Mean loss over ``examples``; label accuracy on their recognition rows through the one label
+    scorer (calibrated, as ``deemo analyze`` and the server choose a label)."""
+    from ..scoring import HFLabelScorer, best
+
+    was = model.training
+    model.eval()
+    losses = []
+    for i in range(0, len(examples), batch_size):
+        inputs = batch_inputs(examples[i : i + batch_size], processor, features).to(model.device)
+        losses.append(model(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss.item())
+    out = {"val_loss": float(sum(losses) / max(1, len(losses)))}
+    rec = [e for e in examples if e.row.get("kind") == "recognition"]
+    if accuracy and rec:
+        scorer = HFLabelScorer(model, processor)
+        hits = 0
+        for e in rec:
+            media = batch_inputs([e], processor, features).media
+            scores = scorer.score(e.row["messages"][:-1], e.row["label_set"]["labels"], media=media)
+            hits += best(scores) == e.row["label"]
+        out["val_accuracy"] = hits / len(rec)
+    model.train(was)
+    return out
+
+
+# -- checkpoints: trainable weights + optimiser + scheduler + RNG + data position ------------------------
+def _rng_state() -> dict:
+    import numpy as np
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(s: dict) -> None:
+    import numpy as np
+
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"]:
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" in n or n.startswith("projectors.")}
+
+
+def save_training_state(out: Path, model, opt, sched, state: dict, keep_last: int) -> Path:
+    """``out/checkpoints/step-<N>/`` with ``state.json`` written last (its presence = complete)."""
+    from safetensors.torch import save_file
+
+    d = out / "checkpoints" / f"step-{state['global_step']:07d}"
+    tmp = d.with_name(d.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+    shutil.rmtree(d, ignore_errors=True)
+    os.replace(tmp, d)
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    for old in done[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return d
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    return done[-1] if done else None
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+def _check_out(out: Path, recipe: Recipe, resume: bool) -> Path | None:
+    from .recipe import dump_recipe
+
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if resume:
+            raise DeemoError(f"{out}: nothing to resume (no earlier run there)")
+        return None
+    if not out.is_dir():
+        raise DeemoError(f"{out}: exists and is not a folder")
+    if not resume:
+        raise DeemoError(f"{out}: holds another run; pass --resume to continue it or choose a new folder")
+    saved = out / "recipe.yaml"
+    if not saved.is_file():
+        raise DeemoError(f"{out}: not a training run (no recipe.yaml); choose a new folder")
+    if saved.read_text() != dump_recipe(recipe):
+        raise DeemoError(f"{out}: was started with a different recipe ({saved}); resume with the same --config and --set values")
+    if (out / "train_summary.json").is_file():
+        raise DeemoError(f"{out}: this run has finished already")
+    return latest_checkpoint(out)
+
+
+def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
+    """Run the recipe's stages and write a checkpoint (base weights + trained projectors + LoRA
+    adapter) to ``out``, with ``recipe.yaml`` (resolved), ``metrics.jsonl``, ``curves.png`` and
+    ``train_summary.json``. A crash loses at most the steps since the last checkpoint."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
     from ..assets import default_checkpoint
     from ..build import load_checkpoint, save_checkpoint
+    from .recipe import dump_recipe
 
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    records = load_records(args.data)
-    model, processor = load_checkpoint(args.checkpoint or default_checkpoint(), load_adapter=False)
-    apply_lora(model, args.lora)
-    examples = [encode_record(r, processor, args.data.parent) for r in tqdm(records, desc="encoding data")]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(examples) / (args.batch_size * args.grad_accum))
-    total = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
-    warmup = int(args.warmup_ratio * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    out = Path(out)
+    device = resolve_device(recipe)
+    ckpt_dir = _check_out(out, recipe, resume)
+    train_file, val_file = resolve_data(recipe)
+    writer = _tensorboard(recipe, out)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=recipe.precision.mixed)
+    keep = lambda rows: [r for r in rows if not recipe.data.kinds or r.get("kind") in recipe.data.kinds]  # noqa: E731
+    records = keep(load_records(train_file))
+    val_records = keep(load_records(val_file)) if val_file else []
+    if not records:
+        raise DeemoError(f"{train_file}: no rows of kinds {recipe.data.kinds}")
+    random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    model, processor = load_checkpoint(recipe.model.checkpoint or default_checkpoint(), load_adapter=False, quantization=recipe.model.quantization)
+    if recipe.model.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model.language_model = prepare_model_for_kbit_training(model.language_model, use_gradient_checkpointing=recipe.model.gradient_checkpointing)
+    elif recipe.model.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    apply_lora(model, recipe.lora)
+    if recipe.model.quantization == "none":
+        model.to(accelerator.device)
+    else:  # a 4/8-bit LLM is placed by bitsandbytes at load time and cannot be moved
+        model.encoders.to(accelerator.device)
+        model.projectors.to(accelerator.device)
+    features = FeatureCache(Path(recipe.data.feature_cache_dir).expanduser() if recipe.data.feature_cache_dir else cache_dir() / "features", model, processor, enabled=recipe.data.feature_cache)
+    examples = tokenize_rows(records, processor, train_file.parent)
+    val_examples = tokenize_rows(val_records, processor, val_file.parent) if val_file else []
+    if features.enabled:  # computed once; every epoch reads them
+        for e in tqdm([e for e in examples + val_examples if e.modalities], desc="encoder features"):
+            features.get(e.clip, sorted(set(e.modalities)))
+
+    state = {"stage_index": 0, "step": 0, "epoch": 0, "batch_pos": 0, "global_step": 0, "stages": [], "samples": 0, "train_seconds": 0.0}
+    if ckpt_dir is not None:
+        state = json.loads((ckpt_dir / "state.json").read_text())
+        for n, t in load_file(str(ckpt_dir / "trainable.safetensors")).items():
+            model.get_parameter(n).data.copy_(t.to(model.get_parameter(n).dtype))
+        _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.yaml").write_text(dump_recipe(recipe))
+        (out / "metrics.jsonl").write_text("")
+    metrics = open(out / "metrics.jsonl", "a")
+
+    def log(row: dict) -> None:
+        if accelerator.is_main_process:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            if writer is not None:
+                for k, v in row.items():
+                    if isinstance(v, float):
+                        writer.add_scalar(f"{row['stage']}/{k}", v, row["global_step"])
+
     model.train()
-    losses, step, t0 = [], 0, time.perf_counter()
-    bar = tqdm(total=total, desc="training")
-    while step < total:
-        random.shuffle(examples)
-        batches = [examples[i : i + args.batch_size] for i in range(0, len(examples), args.batch_size)]
-        for i, batch in enumerate(batches):
-            inputs = processor.collate(batch)
-            out = model(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media)
-            (out.loss / args.grad_accum).backward()
-            losses.append(out.loss.item())
-            if (i + 1) % args.grad_accum == 0 or i + 1 == len(batches):
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+    t_start = time.perf_counter()
+    for si in range(state["stage_index"], len(recipe.stages)):
+        stage = recipe.stages[si]
+        params = _stage_trainables(model, stage)
+        opt = torch.optim.AdamW(params, lr=stage.lr or recipe.optimizer.lr, betas=tuple(recipe.optimizer.betas), weight_decay=recipe.optimizer.weight_decay)
+        per_epoch = math.ceil(len(examples) / recipe.batch_size)
+        steps_per_epoch = math.ceil(per_epoch / recipe.grad_accum)
+        total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage, total))
+        wrapped, opt = accelerator.prepare(model, opt)
+        if ckpt_dir is not None and si == state["stage_index"]:  # resuming inside this stage (or at its start)
+            saved = torch.load(ckpt_dir / "optim.pt", weights_only=False)
+            if state["step"] > 0:
+                opt.load_state_dict(saved["optimizer"])
+                sched.load_state_dict(saved["scheduler"])
+            _set_rng_state(saved["rng"])
+        else:
+            state.update(step=0, epoch=0, batch_pos=0)
+        losses: list[float] = []  # per optimiser step: the mean loss of its batches
+        group: list[float] = []
+        bar = tqdm(total=total, initial=state["step"], desc=f"stage {si + 1}/{len(recipe.stages)} {stage.name}", disable=not accelerator.is_main_process)
+        t_stage = time.perf_counter()
+        while state["step"] < total:
+            order = _order(len(examples), recipe.seed, si, state["epoch"])
+            batches = [[examples[j] for j in order[i : i + recipe.batch_size]] for i in range(0, len(order), recipe.batch_size)]
+            for bi in range(state["batch_pos"], len(batches)):
+                inputs = batch_inputs(batches[bi], processor, features).to(accelerator.device)
+                stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == len(batches)
+                loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
+                accelerator.backward(loss / recipe.grad_accum)
+                group.append(loss.item())
+                state["samples"] += len(batches[bi])
+                state["tokens"] = state.get("tokens", 0) + int(inputs.attention_mask.sum())
+                if not stepping:
+                    continue
+                accelerator.clip_grad_norm_(params, recipe.optimizer.max_grad_norm)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                step += 1
+                state["step"] += 1
+                state["global_step"] += 1
+                state["batch_pos"] = bi + 1
+                losses.append(sum(group) / len(group))
+                group = []
+                row = {"stage": stage.name, "step": state["step"], "global_step": state["global_step"], "loss": losses[-1], "lr": float(sched.get_last_lr()[0])}
+                if val_examples and recipe.logging.eval_every_steps and state["step"] % recipe.logging.eval_every_steps == 0:
+                    row |= evaluate(model, processor, val_examples, features, recipe.batch_size)
+                if state["step"] % recipe.logging.every_steps == 0 or "val_loss" in row or state["step"] == total:
+                    log(row)
                 bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-args.grad_accum:]) / len(losses[-args.grad_accum:]):.3f}")
-                if step >= total:
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+                every = recipe.checkpointing.every_steps
+                if every and state["global_step"] % every == 0 and state["step"] < total and accelerator.is_main_process:
+                    state["train_seconds"] += time.perf_counter() - t_stage
+                    t_stage = time.perf_counter()
+                    save_training_state(out, model, opt, sched, state, recipe.checkpointing.keep_last)
+                if state["step"] >= total:
                     break
-    bar.close()
+            else:
+                state["epoch"] += 1
+                state["batch_pos"] = 0
+                continue
+            break
+        bar.close()
+        state["train_seconds"] += time.perf_counter() - t_stage
+        info = {"stage": stage.name, "steps": state["step"], "last_loss": losses[-1] if losses else None}
+        if val_examples:
+            info |= evaluate(model, processor, val_examples, features, recipe.batch_size)
+            log({"stage": stage.name, "step": state["step"], "global_step": state["global_step"], **{k: v for k, v in info.items() if k.startswith("val_")}})
+        state["stages"].append(info)
+        state.update(stage_index=si + 1, step=0, epoch=0, batch_pos=0)
+        ckpt_dir = None
+        if recipe.checkpointing.every_steps and si + 1 < len(recipe.stages) and accelerator.is_main_process:
+            save_training_state(out, model, opt, sched, state, recipe.checkpointing.keep_last)
+    metrics.close()
+    if writer is not None:
+        writer.close()
+    model = accelerator.unwrap_model(model)
     model.eval()
     model.config.projectors_trained = True
-    save_checkpoint(model, processor, args.out)
-    summary = {"steps": step, "examples": len(examples), "first_loss": losses[0], "last_loss": losses[-1], "seconds": round(time.perf_counter() - t0, 1), "args": json.loads(json.dumps(asdict(args), default=str))}
-    (args.out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return args.out
+    if accelerator.is_main_process:
+        save_checkpoint(model.to("cpu"), processor, out)
+        last = state["stages"][-1]
+        summary = {"steps": state["global_step"], "examples": len(examples), "validation_examples": len(val_examples), "stages": state["stages"],
+                   "last_loss": last["last_loss"], "samples": state["samples"], "train_seconds": round(state["train_seconds"], 2),
+                   "samples_per_s": round(state["samples"] / max(1e-9, state["train_seconds"]), 3), "tokens_per_s": round(state.get("tokens", 0) / max(1e-9, state["train_seconds"]), 1),
+                   "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None, "wall_seconds": round(time.perf_counter() - t_start, 1),
+                   "feature_cache": {"enabled": features.enabled, "hits": features.hits, "misses": features.misses},
+                   "data": {"train": str(train_file), "validation": str(val_file) if val_file else None}, "device": str(accelerator.device), "resumed": resume}
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return out
+
+
+def _truncate_metrics(path: Path, global_step: int) -> None:
+    """Drop metric rows logged after the checkpoint being resumed (they will be logged again)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["global_step"] <= global_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _tensorboard(recipe: Recipe, out: Path):
+    if not recipe.logging.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DeemoError("logging.tensorboard is true but tensorboard is not installed (pip install tensorboard)") from None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def plot_curves(metrics: Path, png: Path) -> Path | None:
+    """Training loss per step (coloured by stage) and validation loss/accuracy, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        pts = [(r["global_step"], r["loss"]) for r in rows if r["stage"] == stage and "loss" in r]
+        if pts:
+            ax.plot(*zip(*pts), label=f"{stage} loss")
+    val = [(r["global_step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val), "o--", label="validation loss")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    acc = [(r["global_step"], r["val_accuracy"]) for r in rows if "val_accuracy" in r]
+    if acc:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*acc), "s:", color="black", label="validation accuracy")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("label accuracy")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png

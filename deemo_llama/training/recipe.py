@@ -1,0 +1,170 @@
+"""Training recipes: typed dataclasses filled from YAML (``deemo train OUT --config RECIPE``).
+
+    recipe = load_recipe("cpu-default", ["data.train=/tmp/built", "stages.1.max_steps=8"])
+
+A recipe is a shipped name (``deemo_llama/recipes/<name>.yaml``) or a YAML file. ``--set
+key.path=value`` overrides any field (list items by index: ``stages.0.lr=1e-3``). Unknown keys and
+wrong types are one-line errors naming the key; the resolved recipe is saved beside the checkpoint
+(``recipe.yaml``).
+
+Stages, in order: ``align`` trains the projectors only (LLM and encoders frozen); ``finetune``
+trains the projectors and LoRA adapters on the LLM. Either can be run alone (``stages`` of one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..typed import ConfigError, apply_override, from_data, to_data
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@dataclass
+class ModelRecipe:
+    checkpoint: str | None = None  # base checkpoint folder; None = the embedded default
+    quantization: Literal["none", "4bit", "8bit"] = "none"  # QLoRA base weights (CUDA + bitsandbytes)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataRecipe:
+    train: str | None = None  # rows (JSONL) or a `deemo data build` folder (its train.jsonl)
+    validation: str | None = None  # default: the build folder's validation.jsonl, when there is one
+    kinds: list[Literal["recognition", "reasoning", "tool_use", "chat"]] | None = None  # None: every kind
+    feature_cache: bool = True  # frozen encoders: features computed once per clip, on disk
+    feature_cache_dir: str | None = None  # default: <cache_dir>/features
+
+
+@dataclass
+class LoraRecipe:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self):
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError("lora.r and lora.alpha must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("lora.dropout must be in [0, 1)")
+
+
+@dataclass
+class OptimizerRecipe:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError("optimizer.lr must be > 0")
+        if len(self.betas) != 2:
+            raise ValueError("optimizer.betas must be two numbers")
+
+
+@dataclass
+class StageRecipe:
+    name: Literal["align", "finetune"]
+    epochs: float = 1.0
+    max_steps: int | None = None  # optimiser steps; None = epochs
+    lr: float | None = None  # None = optimizer.lr
+    warmup_ratio: float = 0.05
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+
+    def __post_init__(self):
+        if self.epochs <= 0:
+            raise ValueError(f"stage {self.name}: epochs must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"stage {self.name}: max_steps must be >= 1")
+
+    @property
+    def trains_lora(self) -> bool:
+        return self.name == "finetune"
+
+
+@dataclass
+class PrecisionRecipe:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed: Literal["no", "bf16", "fp16"] = "no"
+
+
+@dataclass
+class LoggingRecipe:
+    every_steps: int = 5
+    eval_every_steps: int | None = None  # validation loss/accuracy; None = at the end of each stage
+    tensorboard: bool = False
+
+
+@dataclass
+class CheckpointRecipe:
+    every_steps: int | None = None  # None = at the end only
+    keep_last: int = 2
+
+
+@dataclass
+class Recipe:
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    data: DataRecipe = field(default_factory=DataRecipe)
+    lora: LoraRecipe = field(default_factory=LoraRecipe)
+    optimizer: OptimizerRecipe = field(default_factory=OptimizerRecipe)
+    stages: list[StageRecipe] = field(default_factory=lambda: [StageRecipe("align"), StageRecipe("finetune", epochs=2.0)])
+    precision: PrecisionRecipe = field(default_factory=PrecisionRecipe)
+    logging: LoggingRecipe = field(default_factory=LoggingRecipe)
+    checkpointing: CheckpointRecipe = field(default_factory=CheckpointRecipe)
+    batch_size: int = 1
+    grad_accum: int = 4
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self):
+        names = [s.name for s in self.stages]
+        if not names:
+            raise ValueError("stages: at least one stage (align and/or finetune)")
+        if len(set(names)) != len(names) or names not in (["align"], ["finetune"], ["align", "finetune"]):
+            raise ValueError(f"stages must be align, finetune or align then finetune, got {names}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such recipe file")
+        return p
+    shipped = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise ConfigError(f"unknown recipe {str(name_or_path)!r}; shipped: {', '.join(recipe_names())} (or a .yaml file)")
+    return shipped
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, apply ``--set`` overrides, type-check. Errors name the file and the key."""
+    import yaml
+
+    path = recipe_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{path}" + (f":{mark.line + 1}" if mark else "") + f": not valid YAML ({getattr(e, 'problem', e)})") from None
+    for o in overrides or []:
+        apply_override(data, o)
+    try:
+        return from_data(Recipe, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path.name}: {e}") from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_data(recipe), sort_keys=False)
