@@ -237,13 +237,14 @@ class EvidencePipeline:
                 else:
                     failures[name] = value
         timings["total"] = time.perf_counter() - t_all
+        said = transcript.strip() if transcript is not None else tr.text if tr else ""
         return Evidence(
             profile=self.spec.name,
             clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes, "transcript_source": "given" if transcript is not None else "whisper (anonymised audio)" if tr else "none"},
             deid=deid,
-            transcript=transcript.strip() if transcript is not None else tr.text if tr else "",
+            transcript=said,
             segments=[asdict(s) for s in tr.segments] if tr else [],
-            sentiment=sentiment(transcript if transcript is not None else tr.text) if (transcript is not None or tr) else None,
+            sentiment=sentiment(said),
             experts=experts,
             failures=failures,
             timings={k: round(v, 3) for k, v in timings.items()},

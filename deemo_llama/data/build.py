@@ -191,10 +191,6 @@ def process(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:
     return record
 
 
-def _process_in_worker(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:
-    return process(job, label_set, options)
-
-
 # -- splits ------------------------------------------------------------------------------------------------
 def assign_splits(clips: Sequence[tuple[str, str | None, str | None]], ratios: Sequence[float], seed: int = 0) -> dict[str, str]:
     """clip id -> split, for (clip id, subject, given split) triples.
@@ -279,7 +275,7 @@ def build_dataset(manifest: str | Path, out: str | Path, options: BuildOptions |
 
             threads = max(1, (os.cpu_count() or 2) // workers)
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(options, cache_dir, threads)) as pool:
-                futures = [pool.submit(_process_in_worker, j, label_set, options) for j in pending]
+                futures = [pool.submit(process, j, label_set, options) for j in pending]
                 for f in as_completed(futures):
                     done(f.result())
         bar.close()

@@ -468,25 +468,35 @@ def _file_split(path: Path) -> str | None:
     return _split_of(path) or (_SPLIT_SYNONYMS[m.group(1)] if m else None)
 
 
+def _fold_files(ctx: _Ctx, dataset: str, find, pattern: str, expected: str = "") -> list[tuple[Path, str | None]]:
+    """The (file, split) pairs of a 5-fold dataset: SRC itself when it is one split file, else the
+    train and test files of option ``fold`` that ``find(split, fold)`` locates (exactly one each)."""
+    if ctx.src.is_file():
+        return [(ctx.src, _file_split(ctx.src))]
+    fold = _fold(ctx)
+    files = []
+    for split in ("train", "test"):
+        found = find(split, fold)
+        if not found:
+            raise ManifestError(f"{ctx.src}: no {dataset} split file {pattern.format(split=split, fold=fold)} found{expected}")
+        if len(found) > 1:
+            raise ManifestError(f"{ctx.src}: several {dataset} {split} files for fold {fold}: {', '.join(map(str, found))}; pass one file as SRC")
+        files.append((found[0], split))
+    return files
+
+
 def _dfew(ctx: _Ctx) -> None:
     ls = get_label_set("dfew")
-    if ctx.src.is_file():
-        files = [(ctx.src, _file_split(ctx.src))]
-    else:
-        fold = _fold(ctx)
-        files = []
-        for split in ("train", "test"):
-            def pred(p: Path, split: str = split) -> bool:
-                par = p.parent.name.lower()
-                return (p.suffix.lower() == ".csv" and par.startswith(split) and "single" in par
-                        and p.stem.lower() in (f"set_{fold}", f"{split}_set_{fold}"))
-            found = ctx.index.annotation_files(pred)
-            if not found:
-                raise ManifestError(f"{ctx.src}: no DFEW split file {split}(single-labeled)/set_{fold}.csv found "
-                                    f"(expected EmoLabel_DataSplit/train(single-labeled)/set_N.csv and test(single-labeled)/set_N.csv)")
-            if len(found) > 1:
-                raise ManifestError(f"{ctx.src}: several DFEW {split} files for fold {fold}: {', '.join(map(str, found))}; pass one file as SRC")
-            files.append((found[0], split))
+
+    def find(split: str, fold: int) -> list[Path]:
+        def pred(p: Path) -> bool:
+            par = p.parent.name.lower()
+            return (p.suffix.lower() == ".csv" and par.startswith(split) and "single" in par
+                    and p.stem.lower() in (f"set_{fold}", f"{split}_set_{fold}"))
+        return ctx.index.annotation_files(pred)
+
+    files = _fold_files(ctx, "DFEW", find, "{split}(single-labeled)/set_{fold}.csv",
+                        " (expected EmoLabel_DataSplit/train(single-labeled)/set_N.csv and test(single-labeled)/set_N.csv)")
     for path, split in files:
         recs = _csv_records(path)
         if not recs:
@@ -510,23 +520,16 @@ def _dfew(ctx: _Ctx) -> None:
 
 def _mafw(ctx: _Ctx) -> None:
     ls = get_label_set("mafw")
-    if ctx.src.is_file():
-        files = [(ctx.src, _file_split(ctx.src))]
-    else:
-        fold = _fold(ctx)
-        files = []
-        for split in ("train", "test"):
-            found = ctx.index.annotation_files(lambda p, s=split: p.stem.lower() == s and p.suffix.lower() in (".txt", ".csv")
-                                               and p.parent.name.lower() in (f"set_{fold}", f"set{fold}", f"fold_{fold}", f"fold{fold}"))
-            single = [p for p in found if "single" in str(p.relative_to(ctx.root)).lower()]
-            found = single or found
-            if len(found) > 1:
-                found = [p for p in found if "no_caption" in str(p).lower()] or found
-            if not found:
-                raise ManifestError(f"{ctx.src}: no MAFW split file .../single/.../set_{fold}/{split}.txt found")
-            if len(found) > 1:
-                raise ManifestError(f"{ctx.src}: several MAFW {split} files for fold {fold}: {', '.join(map(str, found))}; pass one file as SRC")
-            files.append((found[0], split))
+
+    def find(split: str, fold: int) -> list[Path]:
+        found = ctx.index.annotation_files(lambda p: p.stem.lower() == split and p.suffix.lower() in (".txt", ".csv")
+                                           and p.parent.name.lower() in (f"set_{fold}", f"set{fold}", f"fold_{fold}", f"fold{fold}"))
+        found = [p for p in found if "single" in str(p.relative_to(ctx.root)).lower()] or found
+        if len(found) > 1:
+            found = [p for p in found if "no_caption" in str(p).lower()] or found
+        return found
+
+    files = _fold_files(ctx, "MAFW", find, ".../single/.../set_{fold}/{split}.txt")
     for path, split in files:
         for line, name, label_raw, rest in _mafw_lines(path):
             where = _where(path, line)

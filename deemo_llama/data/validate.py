@@ -83,7 +83,7 @@ def conversation_problems(messages: list[dict]) -> list[str]:
     pending: dict[str, str] = {}
     for i, m in enumerate(messages):
         role = m.get("role")
-        if role == "user" and not _text(m.get("content")).strip() and not _media_parts([m])["video"] + _media_parts([m])["audio"]:
+        if role == "user" and not _text(m.get("content")).strip() and not any(_media_parts([m]).values()):
             out.append(f"message {i} (user) is empty")
         if role == "assistant":
             if pending:
