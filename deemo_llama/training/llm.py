@@ -198,8 +198,6 @@ def _order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
 def evaluate(model, processor: DeemoProcessor, examples: list[Example], features: FeatureCache, batch_size: int = 1, accuracy: bool = True) -> dict[str, float]:
     """Mean loss over ``examples``; label accuracy on their recognition rows through the one label
     scorer (calibrated, as ``deemo analyze`` and the server choose a label)."""
-    from ..scoring import HFLabelScorer, best
-
     was = model.training
     model.eval()
     losses = []
@@ -209,14 +207,21 @@ def evaluate(model, processor: DeemoProcessor, examples: list[Example], features
     out = {"val_loss": float(sum(losses) / max(1, len(losses)))}
     rec = [e for e in examples if e.row.get("kind") == "recognition"]
     if accuracy and rec:
-        scorer = HFLabelScorer(model, processor)
-        hits = 0
-        for e in rec:
-            media = batch_inputs([e], processor, features).media
-            scores = scorer.score(e.row["messages"][:-1], e.row["label_set"]["labels"], media=media)
-            hits += best(scores) == e.row["label"]
-        out["val_accuracy"] = hits / len(rec)
+        out["val_accuracy"] = sum(p == e.row["label"] for p, e in zip(predict_labels(model, processor, rec, features), rec)) / len(rec)
     model.train(was)
+    return out
+
+
+@torch.no_grad()
+def predict_labels(model, processor: DeemoProcessor, examples: list[Example], features: FeatureCache) -> list[str]:
+    """The label the one label scorer picks for each example (its messages without the answer)."""
+    from ..scoring import HFLabelScorer, best
+
+    scorer = HFLabelScorer(model, processor)
+    out = []
+    for e in examples:
+        media = batch_inputs([e], processor, features).media
+        out.append(best(scorer.score(e.row["messages"][:-1], e.row["label_set"]["labels"], media=media)))
     return out
 
 

@@ -31,29 +31,17 @@ def zero_modalities(model, names: Iterable[str]):
             h.remove()
 
 
-@torch.no_grad()
-def predictions(model, processor, examples: Sequence, features) -> list[str]:
-    """The label the scorer picks for each recognition example (its messages without the answer)."""
-    from ..scoring import HFLabelScorer, best
-    from .llm import batch_inputs
-
-    scorer = HFLabelScorer(model, processor)
-    out = []
-    for e in examples:
-        media = batch_inputs([e], processor, features).media
-        out.append(best(scorer.score(e.row["messages"][:-1], e.row["label_set"]["labels"], media=media)))
-    return out
-
-
 def media_ablation(model, processor, examples: Sequence, features, group: Callable[[dict], str]) -> dict[str, dict[str, float]]:
     """{condition: {group: accuracy, "all": accuracy}} over the recognition ``examples``."""
+    from .llm import predict_labels
+
     rec = [e for e in examples if e.row.get("kind") == "recognition"]
     was = model.training
     model.eval()
     table: dict[str, dict[str, float]] = {}
     for cond, names in ABLATIONS.items():
         with zero_modalities(model, names):
-            pred = predictions(model, processor, rec, features)
+            pred = predict_labels(model, processor, rec, features)
         hits: dict[str, list[bool]] = defaultdict(list)
         for e, p in zip(rec, pred):
             hits[group(e.row)].append(p == e.row["label"])
