@@ -166,6 +166,23 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tiny_checkpoint, tmp_
     lb = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if "loss" in json.loads(x)]
     assert len(la) == len(lb) == 43 and max(abs(x - y) for x, y in zip(la, lb)) < 1e-5  # no step lost or logged twice
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # every kept intermediate checkpoint is a project checkpoint: it loads with its adapter and
+    # `deemo analyze --checkpoint` answers from it (the media reach the model: projectors trained)
+    from deemo_llama.build import load_checkpoint
+
+    steps = sorted((run / "checkpoints").glob("step-*"))
+    assert [p.name for p in steps] == ["step-0000038", "step-0000040", "step-0000042"]
+    m, _ = load_checkpoint(steps[-1])
+    saved = load_file(str(steps[-1] / "trainable.safetensors"))
+    assert m.config.projectors_trained and saved
+    for n, t in saved.items():
+        assert torch.equal(m.get_parameter(n).detach(), t), n
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "analyze", str(media_dir / "talk.mp4"), "--checkpoint", str(steps[-1]), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    from deemo_llama.prompting import DEFAULT_LABELS
+
+    answer = json.loads(r.stdout)
+    assert answer["mode"] == "multimodal" and answer["label"] in DEFAULT_LABELS, answer
     r = subprocess.run([*args[:4], str(run), *args[4:], "--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "has finished already" in r.stderr
 
@@ -242,3 +259,28 @@ def test_training_makes_the_model_use_its_video_and_audio_tokens(tiny_parts, tmp
     summary = json.loads((out / "train_summary.json").read_text())
     # each clip's features were computed once (36 clips), then read from the cache at every step
     assert summary["stages"][-1]["val_accuracy"] >= 0.9 and summary["feature_cache"]["misses"] == 36 and summary["feature_cache"]["hits"] >= 160 * 4
+
+
+def test_rows_stream_through_datasets_into_a_memory_mapped_token_table(tiny, tmp_path, media_dir):
+    """A rows file is tokenised once into an Arrow table on disk (not a list of dicts in RAM), filtered
+    by kind, identical to the in-memory tokeniser, and reused when the same file is read again."""
+    from deemo_llama.training.llm import tokenize_file, tokenize_rows
+
+    _, proc = tiny
+    rec = {"schema_version": "1", "split": "train", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4")}
+    rows = [{**rec, "id": f"r{i}", "kind": kind, "label": "happy",
+             "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": f"Clip {i}?"}]} if kind == "recognition" else {"role": "user", "content": f"Words {i}?"},
+                          {"role": "assistant", "content": "Emotion: happy."}]} for i, kind in enumerate(["recognition", "reasoning", "recognition"])]
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = tokenize_file(f, proc, ["recognition"], tmp_path / "cache")
+    assert len(table) == 2 and [e.id for e in table] == ["r0", "r2"] and table[-1].id == "r2" and [e.id for e in table[0:5]] == ["r0", "r2"]
+    assert table.table.cache_files and all(c["filename"].startswith(str(tmp_path / "cache")) for c in table.table.cache_files)  # memory-mapped from disk
+    ref = tokenize_rows([rows[0], rows[2]], proc, tmp_path)
+    for a, b in zip(table, ref):
+        assert (a.input_ids, a.labels, a.clip, a.modalities, a.row) == (b.input_ids, b.labels, b.clip, b.modalities, b.row) and a.modalities == ("video", "audio")
+    assert len(tokenize_file(f, proc, None, tmp_path / "cache")) == 3
+    again = tokenize_file(f, proc, ["recognition"], tmp_path / "cache")
+    assert [c["filename"] for c in again.table.cache_files] == [c["filename"] for c in table.table.cache_files]
+    with pytest.raises(IndexError):
+        table[2]

@@ -8,9 +8,11 @@ of tool-use rows are rendered into the system turn. Only assistant tokens carry 
 
 Stages: ``align`` trains the projectors; ``finetune`` the projectors and LoRA on the LLM. The
 encoders are frozen, so their pooled outputs are computed once per clip (training/features.py);
-rows are tokenised up front, media features load per batch. accelerate places the model, runs
+rows stream through ``datasets`` into a memory-mapped Arrow table of token ids, tokenised once
+(``tokenize_file``), and a batch reads its rows and its clips' features from disk. accelerate places the model, runs
 mixed precision and data parallel (``accelerate launch``). Every ``checkpointing.every_steps`` the
-trainable weights, optimiser, scheduler, RNG and data position are saved; ``--resume`` continues
+checkpoint is saved in the project format (loadable like the final one) with the trainable weights,
+optimiser, scheduler, RNG and data position; ``--resume`` continues
 from the last one and ends where an uninterrupted run ends. Validation loss and label accuracy (the
 one label scorer, scoring.HFLabelScorer) run every ``logging.eval_every_steps`` and after each stage.
 """
@@ -25,6 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -53,9 +56,9 @@ def trainable_parameter_names(model: torch.nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_records(path: Path) -> list[dict]:
-    """Read a JSONL instruction file (row.schema.json, as ``deemo data build`` writes it), checked by
-    the one validator (``deemo data validate``); the first problem is the error, naming its line."""
+def check_rows(path: Path) -> Path:
+    """Check a JSONL instruction file (row.schema.json, as ``deemo data build`` writes it) with the one
+    validator (``deemo data validate``), line by line; the first problem is the error, naming its line."""
     from ..data.validate import iter_problems
 
     path = Path(path)
@@ -63,6 +66,12 @@ def load_records(path: Path) -> list[dict]:
     if problems:
         more = f" (and {len(problems) - 1} more problem(s); run `deemo data validate {path}`)" if len(problems) > 1 else ""
         raise DeemoError(problems[0].format(path) + more)
+    return path
+
+
+def load_records(path: Path) -> list[dict]:
+    """The rows of a checked JSONL instruction file, as dicts (small files: probes, tests)."""
+    path = check_rows(path)
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not records:
         raise DeemoError(f"{path}: no records")
@@ -137,17 +146,93 @@ class Example:
     row: dict
 
 
-def tokenize_rows(records: list[dict], processor: DeemoProcessor, root: Path) -> list[Example]:
-    out = []
-    for rec in tqdm(records, desc="tokenising", leave=False):
-        ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
-        n = count_media(rec["messages"])
-        clip = None
-        if n["video"] or n["audio"]:
-            p = Path(rec["media"])
-            clip = str(p if p.is_absolute() else root / p)
-        out.append(Example(rec["id"], ids, labels, clip, ("video",) * n["video"] + ("audio",) * n["audio"], rec))
-    return out
+class TokenizedRows(Sequence[Example]):
+    """Rows tokenised once into an Arrow table (``datasets``), memory-mapped when it came from a file:
+    ``len()``, ``[i]`` and iteration give :class:`Example` objects, built on access, so a corpus of any
+    size costs its token ids on disk, not its rows in RAM (the clips' features load per batch)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def _example(self, r: dict) -> Example:
+        return Example(r["id"], r["input_ids"], r["labels"], r["clip"] or None, tuple(r["modalities"]), json.loads(r["row"]))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._example(r) for r in self.table.select(range(*i.indices(len(self)))).to_list()] if len(self) else []
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._example(self.table[i % len(self)])
+
+    def __iter__(self):
+        for r in self.table:
+            yield self._example(r)
+
+
+def _tokenizer(processor: DeemoProcessor, root: Path):
+    def fn(batch: dict) -> dict:
+        out: dict[str, list] = {"id": [], "input_ids": [], "labels": [], "clip": [], "modalities": []}
+        for line in batch["row"]:
+            rec = json.loads(line)
+            ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
+            n = count_media(rec["messages"])
+            clip = ""
+            if n["video"] or n["audio"]:
+                p = Path(rec["media"])
+                clip = str(p if p.is_absolute() else root / p)
+            for k, v in (("id", rec["id"]), ("input_ids", ids), ("labels", labels), ("clip", clip), ("modalities", ["video"] * n["video"] + ["audio"] * n["audio"])):
+                out[k].append(v)
+        return out
+
+    return fn
+
+
+def _processor_fingerprint(processor: DeemoProcessor) -> str:
+    """What the token ids of a row depend on: the tokenizer, the chat template, the media placeholders."""
+    import hashlib
+
+    tok = processor.tokenizer
+    h = hashlib.sha256(json.dumps({"vocab": sorted(tok.get_vocab().items()), "template": tok.chat_template, "special": tok.all_special_tokens,
+                                   "media": {n: [m.placeholder, m.placeholder_id, m.num_tokens] for n, m in sorted(processor.config.modalities.items())}}, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def tokenize_file(path: Path, processor: DeemoProcessor, kinds: Sequence[str] | None = None, cache: Path | None = None) -> TokenizedRows:
+    """A validated rows file -> :class:`TokenizedRows`, streamed through ``datasets``: the JSONL is read
+    line by line into an Arrow table under ``cache`` and tokenised once (``Dataset.map``); a rerun (or
+    ``--resume``) on the same file, kinds and tokenizer reuses it."""
+    import datasets
+
+    from ..hashing import file_digest
+
+    path = Path(path)
+    key = f"{file_digest(path)[:16]}-{_processor_fingerprint(processor)}-{'+'.join(sorted(kinds or ())) or 'all'}"
+    cache = Path(cache or cache_dir() / "rows").expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    want = tuple(kinds or ())
+    raw = datasets.Dataset.from_generator(_jsonl_lines, gen_kwargs={"path": str(path), "kinds": want, "key": key}, features=datasets.Features({"row": datasets.Value("string")}),
+                                          cache_dir=str(cache / "raw"))
+    table = raw.map(_tokenizer(processor, path.parent), batched=True, batch_size=256, remove_columns=[], cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
+    return TokenizedRows(table)
+
+
+def _jsonl_lines(path: str, kinds: tuple[str, ...], key: str):
+    """The rows of ``path`` (of ``kinds``), one JSON string each; ``key`` only fingerprints the file."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and (not kinds or json.loads(line).get("kind") in kinds):
+                yield {"row": line.strip()}
+
+
+def tokenize_rows(records: list[dict], processor: DeemoProcessor, root: Path) -> TokenizedRows:
+    """In-memory rows (a test, a probe) -> :class:`TokenizedRows` by the same tokeniser as files."""
+    import datasets
+
+    raw = datasets.Dataset.from_dict({"row": [json.dumps(r) for r in records]})
+    return TokenizedRows(raw.map(_tokenizer(processor, Path(root)), batched=True, batch_size=256, keep_in_memory=True, desc="tokenising") if records else raw)
 
 
 def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: FeatureCache):
@@ -246,27 +331,41 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" in n or n.startswith("projectors.")}
 
 
-def save_training_state(out: Path, model, opt, sched, state: dict, keep_last: int) -> Path:
-    """``out/checkpoints/step-<N>/`` with ``state.json`` written last (its presence = complete)."""
+def save_training_state(out: Path, model, processor: DeemoProcessor, opt, sched, state: dict, keep_last: int) -> Path:
+    """``out/checkpoints/step-<N>/``: a project checkpoint (``deemo analyze --checkpoint``, the gateway
+    and vLLM load it like the final one) plus what ``--resume`` needs (trainable weights, optimiser,
+    scheduler, RNG, data position); ``state.json`` is written last, its presence = complete."""
     from safetensors.torch import save_file
+
+    from ..build import save_checkpoint
 
     d = out / "checkpoints" / f"step-{state['global_step']:07d}"
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    model.config.projectors_trained = True  # the saved config says what the checkpoint holds
+    save_checkpoint(model, processor, tmp)
     save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
     shutil.rmtree(d, ignore_errors=True)
     os.replace(tmp, d)
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    done = _complete_checkpoints(out)
     for old in done[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        gone = old.with_name(old.name + ".del")  # renamed first: a kill mid-delete leaves no half checkpoint
+        os.replace(old, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    for stale in (out / "checkpoints").glob("step-*.del"):  # a delete an earlier kill interrupted
+        shutil.rmtree(stale, ignore_errors=True)
     return d
 
 
+def _complete_checkpoints(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file() and not p.name.endswith((".tmp", ".del")))
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    done = _complete_checkpoints(out)
     return done[-1] if done else None
 
 
@@ -309,11 +408,11 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     train_file, val_file = resolve_data(recipe)
     writer = _tensorboard(recipe, out)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=recipe.precision.mixed)
-    keep = lambda rows: [r for r in rows if not recipe.data.kinds or r.get("kind") in recipe.data.kinds]  # noqa: E731
-    records = keep(load_records(train_file))
-    val_records = keep(load_records(val_file)) if val_file else []
-    if not records:
-        raise DeemoError(f"{train_file}: no rows of kinds {recipe.data.kinds}")
+    for f in (train_file, val_file):
+        if f is not None and not f.stat().st_size:
+            raise DeemoError(f"{f}: no records")
+        if f is not None:
+            check_rows(f)
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     model, processor = load_checkpoint(recipe.model.checkpoint or default_checkpoint(), load_adapter=False, quantization=recipe.model.quantization)
@@ -330,11 +429,16 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         model.encoders.to(accelerator.device)
         model.projectors.to(accelerator.device)
     features = FeatureCache(Path(recipe.data.feature_cache_dir).expanduser() if recipe.data.feature_cache_dir else cache_dir() / "features", model, processor, enabled=recipe.data.feature_cache)
-    examples = tokenize_rows(records, processor, train_file.parent)
-    val_examples = tokenize_rows(val_records, processor, val_file.parent) if val_file else []
+    rows_cache = cache_dir() / "rows"
+    examples = tokenize_file(train_file, processor, recipe.data.kinds, rows_cache)
+    val_examples = tokenize_file(val_file, processor, recipe.data.kinds, rows_cache) if val_file else []
+    if not len(examples):
+        raise DeemoError(f"{train_file}: no rows" + (f" of kinds {list(recipe.data.kinds)} (data.kinds)" if recipe.data.kinds else ""))
     if features.enabled:  # computed once; every epoch reads them
-        for e in tqdm([e for e in examples + val_examples if e.modalities], desc="encoder features"):
-            features.get(e.clip, sorted(set(e.modalities)))
+        for table in (examples, val_examples):
+            for e in tqdm(table, desc="encoder features", total=len(table)):
+                if e.modalities:
+                    features.get(e.clip, sorted(set(e.modalities)))
 
     state = {"stage_index": 0, "step": 0, "epoch": 0, "batch_pos": 0, "global_step": 0, "stages": [], "samples": 0, "train_seconds": 0.0}
     if ckpt_dir is not None:
@@ -382,14 +486,15 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         t_stage = time.perf_counter()
         while state["step"] < total:
             order = _order(len(examples), recipe.seed, si, state["epoch"])
-            batches = [[examples[j] for j in order[i : i + recipe.batch_size]] for i in range(0, len(order), recipe.batch_size)]
-            for bi in range(state["batch_pos"], len(batches)):
-                inputs = batch_inputs(batches[bi], processor, features).to(accelerator.device)
-                stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == len(batches)
+            n_batches = math.ceil(len(order) / recipe.batch_size)
+            for bi in range(state["batch_pos"], n_batches):
+                batch = [examples[j] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]  # rows read per batch
+                inputs = batch_inputs(batch, processor, features).to(accelerator.device)
+                stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
                 loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                 accelerator.backward(loss / recipe.grad_accum)
                 group.append(loss.item())
-                state["samples"] += len(batches[bi])
+                state["samples"] += len(batch)
                 state["tokens"] = state.get("tokens", 0) + int(inputs.attention_mask.sum())
                 if not stepping:
                     continue
@@ -413,7 +518,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 if every and state["global_step"] % every == 0 and state["step"] < total and accelerator.is_main_process:
                     state["train_seconds"] += time.perf_counter() - t_stage
                     t_stage = time.perf_counter()
-                    save_training_state(out, model, opt, sched, state, recipe.checkpointing.keep_last)
+                    save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last)
                 if state["step"] >= total:
                     break
             else:
@@ -431,7 +536,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         state.update(stage_index=si + 1, step=0, epoch=0, batch_pos=0)
         ckpt_dir = None
         if recipe.checkpointing.every_steps and si + 1 < len(recipe.stages) and accelerator.is_main_process:
-            save_training_state(out, model, opt, sched, state, recipe.checkpointing.keep_last)
+            save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last)
     metrics.close()
     if writer is not None:
         writer.close()

@@ -7,6 +7,8 @@
 checkpoint and reports accuracy per group (e.g. the synthetic corpus' ``meta.kind``: wording,
 voice, video), so a modality's effect shows on the rows whose label only it carries. Labels are
 chosen by the one label scorer (scoring.HFLabelScorer), as ``deemo analyze`` chooses them.
+``feature_probe`` asks the question before any training: is the label in the frozen encoders'
+features at all (a linear probe per modality, held out)?
 """
 
 from __future__ import annotations
@@ -49,3 +51,36 @@ def media_ablation(model, processor, examples: Sequence, features, group: Callab
         table[cond] = {g: sum(v) / len(v) for g, v in sorted(hits.items())}
     model.train(was)
     return table
+
+
+def feature_probe(train: Sequence, test: Sequence, features, group: Callable[[dict], str], C: float = 0.1) -> dict[str, dict[str, float]]:
+    """Is the label in the frozen encoders' features at all? A logistic regression per modality
+    (scikit-learn) on each clip's pooled features (per-dimension mean, std and mean absolute step
+    between tokens), fit on ``train``'s recognition rows, scored on ``test``'s: {modality: {group:
+    accuracy, "all": ...}}. A reference for what a trained projector could read, not a model."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def table(examples):
+        rec = [e for e in examples if e.row.get("kind") == "recognition" and e.modalities]
+        feats = [features.get(e.clip, sorted(set(e.modalities))) for e in rec]
+        return rec, feats
+
+    (tr, ftr), (te, fte) = table(train), table(test)
+    out: dict[str, dict[str, float]] = {}
+    for m in sorted({k for f in ftr for k in f}):
+        def x(f):
+            t = f[m].numpy()
+            return np.concatenate([t.mean(0), t.std(0), np.abs(np.diff(t, axis=0)).mean(0) if len(t) > 1 else np.zeros(t.shape[1])])
+
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit([x(f) for f in ftr if m in f], [e.row["label"] for e, f in zip(tr, ftr) if m in f])
+        pairs = [(e, f) for e, f in zip(te, fte) if m in f]
+        pred = clf.predict([x(f) for _, f in pairs])
+        hits: dict[str, list[bool]] = defaultdict(list)
+        for (e, _), p in zip(pairs, pred):
+            hits[group(e.row)].append(p == e.row["label"])
+            hits["all"].append(p == e.row["label"])
+        out[m] = {g: sum(v) / len(v) for g, v in sorted(hits.items())}
+    return out
