@@ -162,7 +162,7 @@ class TokenizedRows(Sequence[Example]):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self._example(r) for r in self.table.select(range(*i.indices(len(self)))).to_list()] if len(self) else []
+            return [self._example(r) for r in self.table.select(range(*i.indices(len(self))))]
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         return self._example(self.table[i % len(self)])
@@ -212,10 +212,9 @@ def tokenize_file(path: Path, processor: DeemoProcessor, kinds: Sequence[str] | 
     key = f"{file_digest(path)[:16]}-{_processor_fingerprint(processor)}-{'+'.join(sorted(kinds or ())) or 'all'}"
     cache = Path(cache or cache_dir() / "rows").expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    want = tuple(kinds or ())
-    raw = datasets.Dataset.from_generator(_jsonl_lines, gen_kwargs={"path": str(path), "kinds": want, "key": key}, features=datasets.Features({"row": datasets.Value("string")}),
+    raw = datasets.Dataset.from_generator(_jsonl_lines, gen_kwargs={"path": str(path), "kinds": tuple(kinds or ()), "key": key}, features=datasets.Features({"row": datasets.Value("string")}),
                                           cache_dir=str(cache / "raw"))
-    table = raw.map(_tokenizer(processor, path.parent), batched=True, batch_size=256, remove_columns=[], cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
+    table = raw.map(_tokenizer(processor, path.parent), batched=True, batch_size=256, cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
     return TokenizedRows(table)
 
 
@@ -408,11 +407,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     train_file, val_file = resolve_data(recipe)
     writer = _tensorboard(recipe, out)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=recipe.precision.mixed)
-    for f in (train_file, val_file):
-        if f is not None and not f.stat().st_size:
+    for f in filter(None, (train_file, val_file)):
+        if not f.stat().st_size:
             raise DeemoError(f"{f}: no records")
-        if f is not None:
-            check_rows(f)
+        check_rows(f)
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     model, processor = load_checkpoint(recipe.model.checkpoint or default_checkpoint(), load_adapter=False, quantization=recipe.model.quantization)
