@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -33,7 +34,14 @@ class ComponentSpec:
     audio_tokens: int = 16
     num_frames: int = 8
     projector: ProjectorType = "mlp"
+    projector_hidden_dim: int | None = None  # the MLP's width; None = the LLM's hidden size
+    # the projectors' input options (ProjectorConfig); off by default (no measured gain yet, RESULTS.md)
+    projector_input_norm: bool = False
+    projector_temporal: Literal["none", "delta"] = "none"
     seed: int = 0
+
+    def projector_config(self) -> ProjectorConfig:
+        return ProjectorConfig(type=self.projector, hidden_dim=self.projector_hidden_dim, input_norm=self.projector_input_norm, temporal=self.projector_temporal)
 
 
 def _load_mobilenet_state(path: str) -> dict[str, torch.Tensor]:
@@ -68,7 +76,7 @@ def _video_modality(spec: ComponentSpec) -> tuple[ModalityConfig, dict[str, torc
         for k in _DROP_TEXT_KEYS:
             hf.pop(k, None)
         enc = FrameEncoderConfig(backbone="hf_vision", hf_config=hf, image_size=size, image_mean=mean, image_std=std, num_frames=spec.num_frames)
-    return ModalityConfig(encoder=enc, projector=ProjectorConfig(type=spec.projector), num_tokens=spec.video_tokens, placeholder=VIDEO_TOKEN), state
+    return ModalityConfig(encoder=enc, projector=spec.projector_config(), num_tokens=spec.video_tokens, placeholder=VIDEO_TOKEN), state
 
 
 def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneration, DeemoProcessor]:
@@ -108,7 +116,7 @@ def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneratio
         wcfg = whisper.config.to_dict()
         for k in _DROP_TEXT_KEYS:
             wcfg.pop(k, None)
-        audio = ModalityConfig(encoder=AudioEncoderConfig(whisper_config=wcfg), projector=ProjectorConfig(type=spec.projector), num_tokens=spec.audio_tokens, placeholder=AUDIO_TOKEN, placeholder_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
+        audio = ModalityConfig(encoder=AudioEncoderConfig(whisper_config=wcfg), projector=spec.projector_config(), num_tokens=spec.audio_tokens, placeholder=AUDIO_TOKEN, placeholder_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
 
     config = DeemoConfig(text_config=text_config, video=video, audio=audio)
     torch.manual_seed(spec.seed)

@@ -86,6 +86,16 @@ class ProjectorConfig:
 
     type: ProjectorType = "mlp"
     hidden_dim: int | None = None  # MLP width; None = the LLM's hidden size
+    # LayerNorm on the encoder features first (their scales differ by dimension and by encoder).
+    input_norm: bool = False
+    # "delta": each token is read together with its difference from the clip's mean token, so what
+    # changes over the clip (a head's motion, a voice's melody) is not buried under what does not
+    # (background, face, speaker): the projector's input is [x_t, x_t - mean_t x] (2 x feature_dim).
+    temporal: Literal["none", "delta"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.temporal not in ("none", "delta"):
+            raise ValueError(f"projector temporal must be 'none' or 'delta', got {self.temporal!r}")
 
 
 @dataclass

@@ -1,7 +1,16 @@
-"""Projectors: encoder features [N, T, in_dim] -> LLM embedding space [N, T, out_dim]."""
+"""Projectors: encoder features [N, T, in_dim] (or one item's [T, in_dim]) -> LLM embedding space [.., T, out_dim].
+
+``build_projector`` reads a ProjectorConfig: the map itself (``mlp``: LLaVA-1.5's two layers with
+GELU; ``linear``: Emotion-LLaMA's single map), optionally a LayerNorm on the features first, and
+optionally the temporal ``delta`` input, [x_t, x_t - mean_t x], so that what changes over a clip
+is a direct input rather than a small difference between tokens the LLM would have to compute.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+import torch
 from torch import nn
 
 from .config import ProjectorConfig
@@ -31,10 +40,30 @@ class LinearProjector(nn.Module):
         return self.proj(x)
 
 
+class TemporalDelta(nn.Module):
+    """[.., T, D] -> [.., T, 2D]: each token beside its difference from the mean over the T axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x - x.mean(-2, keepdim=True)], -1)
+
+
 def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Module:
-    """The one place that reads a ProjectorConfig."""
+    """The one place that reads a ProjectorConfig. Plain configs keep the plain module (and its
+    state-dict keys: ``fc1``/``fc2`` or ``proj``); with ``input_norm`` or ``temporal`` the map is
+    the last step of an ``nn.Sequential`` (keys ``norm``, ``map.fc1``, ...)."""
+    width = in_dim * (2 if cfg.temporal == "delta" else 1)
     if cfg.type == "mlp":
-        return MLPProjector(in_dim, cfg.hidden_dim or out_dim, out_dim)
-    if cfg.type == "linear":
-        return LinearProjector(in_dim, out_dim)
-    raise ValueError(f"unknown projector type {cfg.type!r} (expected 'mlp' or 'linear')")
+        core: nn.Module = MLPProjector(width, cfg.hidden_dim or out_dim, out_dim)
+    elif cfg.type == "linear":
+        core = LinearProjector(width, out_dim)
+    else:
+        raise ValueError(f"unknown projector type {cfg.type!r} (expected 'mlp' or 'linear')")
+    if not cfg.input_norm and cfg.temporal == "none":
+        return core
+    steps: dict[str, nn.Module] = {}
+    if cfg.input_norm:
+        steps["norm"] = nn.LayerNorm(in_dim)
+    if cfg.temporal == "delta":
+        steps["delta"] = TemporalDelta()
+    steps["map"] = core
+    return nn.Sequential(OrderedDict(steps))

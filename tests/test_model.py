@@ -111,7 +111,8 @@ def test_checkpoint_round_trip_identical_logits(tiny, tmp_path):
     from deemo_llama.build import load_checkpoint, save_checkpoint
 
     model, proc = tiny
-    torch.nn.init.normal_(model.projectors["video"].fc1.weight)  # not the init values
+    for w in model.projectors["video"].parameters():  # not the init values
+        torch.nn.init.normal_(w)
     videos, audios = _media(proc)
     out = proc(MSG_AV, videos=videos, audios=audios)
     with torch.no_grad():
@@ -212,3 +213,38 @@ def test_streamed_reply_equals_whole_reply(tiny):
     ids = model.generate(out.input_ids, media=out.media, max_new_tokens=8, do_sample=False, eos_token_id=model.config.text_config["eos_token_id"])
     assert "".join(pieces) == whole == proc.tokenizer.decode(ids[0], skip_special_tokens=True)
     assert len(pieces) >= 2
+
+
+def test_projector_temporal_delta_and_input_norm():
+    """The delta input is [x_t, x_t - mean_t x]: a still clip's change half is exactly zero, a moving
+    clip's is not; [N, T, D] batches and one item's [T, D] (the vLLM path) give the same tokens."""
+    from deemo_llama.config import ProjectorConfig
+    from deemo_llama.projectors import MLPProjector, TemporalDelta, build_projector
+
+    x = torch.randn(2, 8, 6)
+    d = TemporalDelta()(x)
+    assert d.shape == (2, 8, 12) and torch.equal(d[..., :6], x)
+    torch.testing.assert_close(d[..., 6:].mean(1), torch.zeros(2, 6), atol=1e-6, rtol=0)
+    still = torch.randn(1, 6).expand(8, 6)
+    assert torch.count_nonzero(TemporalDelta()(still)[:, 6:]) == 0
+    torch.manual_seed(0)
+    p = build_projector(ProjectorConfig(input_norm=True, temporal="delta"), 6, 4)
+    assert [k for k in p.state_dict()] == ["norm.weight", "norm.bias", "map.fc1.weight", "map.fc1.bias", "map.fc2.weight", "map.fc2.bias"]
+    assert p.map.fc1.in_features == 12
+    torch.testing.assert_close(p(x)[1], p(x[1]))
+    # LayerNorm'd input: a feature scale change does not change the tokens
+    torch.testing.assert_close(p(100 * x), p(x), atol=1e-4, rtol=1e-4)
+    # the plain config keeps the plain module and its keys (checkpoints written before these options)
+    plain = build_projector(ProjectorConfig(), 6, 4)
+    assert isinstance(plain, MLPProjector) and sorted(plain.state_dict()) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    with pytest.raises(ValueError, match="temporal must be 'none' or 'delta'"):
+        ProjectorConfig(temporal="diff")
+
+
+def test_config_without_projector_options_loads_as_plain(tiny):
+    """A config.json written before input_norm/temporal existed reads back as the plain projector."""
+    d = tiny[0].config.to_dict()
+    for m in ("video", "audio"):
+        d[m]["projector"] = {"type": "mlp", "hidden_dim": None}
+    cfg = DeemoConfig.from_dict(d)
+    assert cfg.video.projector.input_norm is False and cfg.audio.projector.temporal == "none"

@@ -11,11 +11,15 @@ varied background, speaking an espeak-ng sentence. Three kinds of clip, equally 
   espeak-ng pitch (-p), rate (-s), amplitude (-a) and pitch range (SSML ``<prosody range>``, which
   espeak-ng 1.51 honours: measured pitch IQR 0.4 st at 20 %, 2 st at 100 %, 3.4 st at 300 %);
   still face.
-- ``video``: neutral sentence, neutral prosody; only the face's motion carries the label: happy a
-  quick vertical bounce, angry a fast horizontal shake, sad a slow sink downward, surprise a sudden
-  zoom in, worried a small fast tremble, neutral still. Periodic motions make a non-integer number
-  of cycles per 8 frames (3/8 or 5/8 of a cycle between the segment centres that ``media.load_clip``
-  samples), so their 8 uniformly sampled frames never alias to a still face whatever the phase.
+- ``video``: neutral sentence, neutral prosody; only the head's motion carries the label: happy a
+  quick side-to-side sway (rotation), angry a fast horizontal shake, sad a slow sink downward,
+  surprise a sudden approach (zoom in), worried a slow withdrawal (the face shrinks back), neutral
+  still. Motions are ones a frame encoder that pools each frame can see: a rotation or a change of
+  scale changes every frame's content, a pure translation much less (an earlier corpus used a
+  vertical bounce and a small tremble, which the default MobileNetV2 features could not tell from a
+  still face: measured with ``training.probe.feature_probe``). Periodic motions make a non-integer
+  number of cycles per 8 frames (3/8 or 5/8 of a cycle between the segment centres that
+  ``media.load_clip`` samples), so their 8 uniformly sampled frames never alias to a still face.
 
 Subjects are espeak-ng voice+variant combinations (``en-gb-scotland+m3``); every block of 18 clips
 (6 classes x 3 kinds) gives 3 subjects one clip of every class each, so every subject has every
@@ -70,9 +74,9 @@ PROSODY: dict[str, dict[str, tuple[float, float]]] = {
     "worried": {"pitch": (58, 68), "speed": (180, 195), "amplitude": (65, 80), "pitch_range": (35, 55)},
     "surprise": {"pitch": (85, 95), "speed": (165, 185), "amplitude": (140, 165), "pitch_range": (250, 320)},
 }
-MOTIONS = {"neutral": "still", "angry": "shake", "happy": "bounce", "sad": "sink", "worried": "tremble", "surprise": "zoom"}
+MOTIONS = {"neutral": "still", "angry": "shake", "happy": "sway", "sad": "sink", "worried": "withdraw", "surprise": "zoom"}
 # periodic motions: whole cycles over the clip, each = 3/8 or 5/8 (mod 1) of a cycle between samples
-CYCLES = {"bounce": (11, 13), "shake": (11, 13)}
+CYCLES = {"sway": (11, 13), "shake": (11, 13)}
 
 WORDING_CLUES = {
     "neutral": "The words state plain, everyday facts.",
@@ -93,9 +97,9 @@ VOICE_CLUES = {
 VIDEO_CLUES = {
     "neutral": "The face stays still.",
     "angry": "The face shakes quickly from side to side.",
-    "happy": "The face bounces up and down quickly.",
+    "happy": "The head sways quickly from side to side.",
     "sad": "The face sinks slowly downward.",
-    "worried": "The face trembles with small, fast movements.",
+    "worried": "The face slowly draws back, shrinking away.",
     "surprise": "The face suddenly zooms in, coming closer.",
 }
 # what the two non-carrying modalities truly show in a clip of each kind
@@ -277,14 +281,14 @@ def _background(rng: np.random.Generator) -> dict[str, Any]:
 def _motion(label: str, kind: str, rng: np.random.Generator) -> dict[str, Any]:
     name = MOTIONS[label] if kind == "video" else "still"
     w, h = SIZE
-    if name == "bounce":  # vertical sine, amplitude in px
-        return {"type": name, "amplitude_px": _uniform(rng, (0.055 * h, 0.07 * h), 1), "cycles": int(rng.choice(CYCLES[name])), "phase": _uniform(rng, (0, 2 * np.pi), 3)}
+    if name == "sway":  # rotation sine about the face's centre, amplitude in degrees
+        return {"type": name, "amplitude_deg": _uniform(rng, (14.0, 20.0), 1), "cycles": int(rng.choice(CYCLES[name])), "phase": _uniform(rng, (0, 2 * np.pi), 3)}
     if name == "shake":  # horizontal sine
         return {"type": name, "amplitude_px": _uniform(rng, (0.06 * w, 0.08 * w), 1), "cycles": int(rng.choice(CYCLES[name])), "phase": _uniform(rng, (0, 2 * np.pi), 3)}
     if name == "sink":  # linear drop over the clip, centred on the position
         return {"type": name, "drop_px": _uniform(rng, (0.18 * h, 0.26 * h), 1)}
-    if name == "tremble":  # independent per-frame offsets in x and y
-        return {"type": name, "amplitude_px": _uniform(rng, (4.0, 7.0), 1)}
+    if name == "withdraw":  # linear shrink over the clip: scale 1 -> 1 - shrink
+        return {"type": name, "shrink": _uniform(rng, (0.3, 0.4), 3)}
     if name == "zoom":  # logistic scale-up around the face's centre
         return {"type": name, "zoom": _uniform(rng, (0.35, 0.5), 3), "onset": _uniform(rng, (0.3, 0.55), 3), "rise_s": 0.12}
     return {"type": "still"}
@@ -424,25 +428,26 @@ def _render_background(bg: dict[str, Any], rng: np.random.Generator) -> np.ndarr
     return img + rng.normal(0, 6, img.shape).astype(np.float32)  # fine grain
 
 
-def _trajectory(motion: dict[str, Any], n: int, fps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame (dx px, dy px, zoom factor)."""
+def _trajectory(motion: dict[str, Any], n: int, fps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame (dx px, dy px, scale factor, rotation degrees counter-clockwise)."""
     t = np.arange(n) / fps
     d = n / fps  # the video stream's duration: what load_clip samples over
-    dx, dy, z = np.zeros(n), np.zeros(n), np.ones(n)
+    u = (t + 0.5 / fps) / d  # 0 -> 1 over the clip
+    dx, dy, z, angle = np.zeros(n), np.zeros(n), np.ones(n), np.zeros(n)
     kind = motion["type"]
-    if kind in ("bounce", "shake"):
-        wave = motion["amplitude_px"] * np.sin(2 * np.pi * motion["cycles"] * t / d + motion["phase"])
-        if kind == "bounce":
-            dy = wave
+    if kind in ("sway", "shake"):
+        wave = np.sin(2 * np.pi * motion["cycles"] * t / d + motion["phase"])
+        if kind == "sway":
+            angle = motion["amplitude_deg"] * wave
         else:
-            dx = wave
+            dx = motion["amplitude_px"] * wave
     elif kind == "sink":
-        dy = motion["drop_px"] * ((t + 0.5 / fps) / d - 0.5)
-    elif kind == "tremble":
-        dx, dy = (motion["amplitude_px"] * rng.uniform(-1, 1, n) for _ in range(2))
+        dy = motion["drop_px"] * (u - 0.5)
+    elif kind == "withdraw":
+        z = 1 - motion["shrink"] * u
     elif kind == "zoom":
         z = 1 + motion["zoom"] / (1 + np.exp(-(t - motion["onset"] * d) / (motion["rise_s"] / 4)))
-    return dx, dy, z
+    return dx, dy, z, angle
 
 
 def render_frames(spec: dict[str, Any], n_frames: int) -> np.ndarray:
@@ -455,24 +460,29 @@ def render_frames(spec: dict[str, Any], n_frames: int) -> np.ndarray:
     rgb, alpha = _face_layer()
     layer = np.dstack([rgb * spec["face_gain"], alpha])  # RGBA float32, warped in one call
     side = layer.shape[0]
+    corners = np.float32([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]]).T
     fx, fy = spec["position"][0] * w, spec["position"][1] * h
-    dx, dy, z = _trajectory(spec["motion"], n_frames, spec["fps"], rng)
+    dx, dy, z, angle = _trajectory(spec["motion"], n_frames, spec["fps"])
     still = np.clip(bg, 0, 255).astype(np.uint8)
     frames = np.broadcast_to(still, (n_frames, h, w, 3)).copy()
     base = spec["face_px"] / side
     for i in range(n_frames):
-        if i and dx[i] == dx[i - 1] and dy[i] == dy[i - 1] and z[i] == z[i - 1]:  # a still face: same frame
+        if i and dx[i] == dx[i - 1] and dy[i] == dy[i - 1] and z[i] == z[i - 1] and angle[i] == angle[i - 1]:  # a still face: same frame
             frames[i] = frames[i - 1]
             continue
-        s = base * z[i]
-        tx, ty = fx + dx[i] - s * _FACE_CENTRE[0], fy + dy[i] - s * _FACE_CENTRE[1]
+        # layer -> frame: scale and rotate about the face's centre, which lands on (fx + dx, fy + dy)
+        m = cv2.getRotationMatrix2D(_FACE_CENTRE, float(angle[i]), float(base * z[i]))
+        m[0, 2] += fx + dx[i] - _FACE_CENTRE[0]
+        m[1, 2] += fy + dy[i] - _FACE_CENTRE[1]
         # only the layer's bounding box (clipped to the frame) is warped and blended
-        x0, y0 = max(0, int(np.floor(tx))), max(0, int(np.floor(ty)))
-        x1, y1 = min(w, int(np.ceil(tx + s * side)) + 1), min(h, int(np.ceil(ty + s * side)) + 1)
+        xs, ys = m @ corners
+        x0, y0 = max(0, int(np.floor(xs.min()))), max(0, int(np.floor(ys.min())))
+        x1, y1 = min(w, int(np.ceil(xs.max())) + 1), min(h, int(np.ceil(ys.max())) + 1)
         if x1 <= x0 or y1 <= y0:
             continue
-        m = np.float32([[s, 0, tx - x0], [0, s, ty - y0]])
-        fg = cv2.warpAffine(layer, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        m[0, 2] -= x0
+        m[1, 2] -= y0
+        fg = cv2.warpAffine(layer, m.astype(np.float32), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         a = fg[..., 3:]
         frames[i, y0:y1, x0:x1] = np.clip(bg[y0:y1, x0:x1] * (1 - a) + fg[..., :3] * a, 0, 255).astype(np.uint8)
     return frames
