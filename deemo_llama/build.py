@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from .config import AudioEncoderConfig, DeemoConfig, FrameEncoderConfig, ModalityConfig, ProjectorConfig, ProjectorType, VideoBackbone
+from .config import AudioEncoderConfig, DeemoConfig, FrameEncoderConfig, ModalityConfig, ProjectorConfig, ProjectorTemporal, ProjectorType, VideoBackbone
 from .modeling import DeemoLlamaForConditionalGeneration
 from .processing import CHATML_TOKENS, DeemoProcessor
 
@@ -37,7 +36,7 @@ class ComponentSpec:
     projector_hidden_dim: int | None = None  # the MLP's width; None = the LLM's hidden size
     # the projectors' input options (ProjectorConfig); off by default (no measured gain yet, RESULTS.md)
     projector_input_norm: bool = False
-    projector_temporal: Literal["none", "delta"] = "none"
+    projector_temporal: ProjectorTemporal = "none"
     seed: int = 0
 
     def projector_config(self) -> ProjectorConfig:

@@ -19,6 +19,7 @@ CONFIG_VERSION = 1
 VideoBackbone = Literal["mobilenet_v2", "hf_vision"]
 FrameSampling = Literal["uniform", "fps"]
 ProjectorType = Literal["mlp", "linear"]
+ProjectorTemporal = Literal["none", "delta"]
 Modality = Literal["video", "audio"]
 
 # ImageNet statistics (torchvision's MobileNetV2 preprocessing).
@@ -91,7 +92,7 @@ class ProjectorConfig:
     # "delta": each token is read together with its difference from the clip's mean token, so what
     # changes over the clip (a head's motion, a voice's melody) is not buried under what does not
     # (background, face, speaker): the projector's input is [x_t, x_t - mean_t x] (2 x feature_dim).
-    temporal: Literal["none", "delta"] = "none"
+    temporal: ProjectorTemporal = "none"
 
     def __post_init__(self) -> None:
         if self.temporal not in ("none", "delta"):
