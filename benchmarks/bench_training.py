@@ -53,7 +53,9 @@ def main() -> None:
     ap.add_argument("--align-steps", type=int, default=54)
     ap.add_argument("--finetune-steps", type=int, default=81)
     ap.add_argument("--kinds", default="recognition", help="row kinds trained on (data.kinds), comma-separated; the corpus is built with recognition and reasoning rows")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides for the training run, as `deemo train --set` (e.g. data.modality_dropout=0.3)")
     ap.add_argument("--work", type=Path, default=None, help="keep the corpus, build and checkpoints here (default: a temporary folder)")
+    ap.add_argument("--name", default="ckpt", help="the run's folder under --work (another name: another run on the same corpus)")
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     quiet()
@@ -74,9 +76,9 @@ def main() -> None:
         probe = probe_table(work / "built" / "train.jsonl", test, cache)
         kinds = "[" + ", ".join(k.strip() for k in args.kinds.split(",")) + "]"
         sets = [f"data.train={work / 'built'}", f"data.feature_cache_dir={cache}", f"data.kinds={kinds}", "logging.every_steps=5",
-                f"stages=[{{name: align, max_steps: {args.align_steps}, lr: 1.0e-3, warmup_ratio: 0.05}}, {{name: finetune, max_steps: {args.finetune_steps}, lr: 2.0e-4, warmup_ratio: 0.05}}]"]
+                f"stages=[{{name: align, max_steps: {args.align_steps}, lr: 1.0e-3, warmup_ratio: 0.05}}, {{name: finetune, max_steps: {args.finetune_steps}, lr: 2.0e-4, warmup_ratio: 0.05}}]", *args.sets]
         t = time.perf_counter()
-        ckpt = train(load_recipe("cpu-default", sets), work / "ckpt")
+        ckpt = train(load_recipe("cpu-default", sets), work / args.name)
         train_s = time.perf_counter() - t
         summary = json.loads((ckpt / "train_summary.json").read_text())
         after = ablation_table(ckpt, test, cache)
@@ -84,12 +86,12 @@ def main() -> None:
         speed = {}
         for on in (True, False):
             r = load_recipe("cpu-default", [f"data.train={work / 'built'}", f"data.feature_cache_dir={cache}", f"data.feature_cache={str(on).lower()}", f"data.kinds={kinds}", "data.validation=null", "stages=[{name: finetune, max_steps: 4}]"])
-            out = train(r, work / f"speed-{on}")
+            out = train(r, work / f"{args.name}-speed-{on}")
             speed[on] = json.loads((out / "train_summary.json").read_text())["samples_per_s"]
         n_test = sum(1 for line in test.read_text().splitlines() if '"recognition"' in line)
     kinds = ["wording", "voice", "video", "all"]
     rows = [("machine", machine()), ("corpus", f"{args.clips} synthetic clips, rows train/val/test {build.rows['train']}/{build.rows['validation']}/{build.rows['test']}, {n_test} held-out clips (subject-independent)"),
-            ("data synth + build (s)", f"{data_s:.0f}"), ("steps (align + finetune)", f"{args.align_steps} + {args.finetune_steps}, batch 1 x grad_accum 4, row kinds {args.kinds}"), ("training wall (s)", f"{train_s:.0f}"),
+            ("data synth + build (s)", f"{data_s:.0f}"), ("steps (align + finetune)", f"{args.align_steps} + {args.finetune_steps}, batch 1 x grad_accum 4, row kinds {args.kinds}" + "".join(f", {x}" for x in args.sets)), ("training wall (s)", f"{train_s:.0f}"),
             ("samples/s (training)", f"{summary['samples_per_s']:.2f}"), ("validation accuracy per stage", ", ".join(f"{s['stage']} {s.get('val_accuracy', float('nan')):.2f}" for s in summary["stages"])),
             ("samples/s, feature cache on / off", f"{speed[True]:.2f} / {speed[False]:.2f} ({speed[True] / speed[False]:.2f}x)")]
     for name, table in (("untrained", before["none"]), *((f"trained, {c}", after[c]) for c in after)):

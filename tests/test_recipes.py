@@ -36,6 +36,7 @@ def test_every_shipped_recipe_loads_and_round_trips(name, tmp_path):
     ("stages=[{name: finetune}, {name: align}]", "stages must be align, finetune or align then finetune"),
     ("lora.r=2.5", "lora.r: expected an integer, got 2.5"),
     ("data.kinds=[essays]", "data.kinds.0: expected one of"),
+    ("data.modality_dropout=1.0", "data.modality_dropout must be in [0, 1)"),
     ("grad_accum", "expected KEY=VALUE"),
 ])
 def test_bad_recipe_values_name_the_key(override, message):
@@ -132,7 +133,7 @@ def test_align_trains_projectors_only_then_finetune_trains_lora(tiny, tmp_path, 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tiny_checkpoint, tmp_path, media_dir):
     """SIGKILL mid-run, `--resume`, and the final loss and weights equal an uninterrupted run's
-    (optimiser, scheduler, RNG incl. LoRA dropout, and data position restored)."""
+    (optimiser, scheduler, RNG incl. LoRA and modality dropout, and data position restored)."""
     import signal
     import time
 
@@ -142,7 +143,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tiny_checkpoint, tmp_
     rows = [{**rec, "id": f"r{i}", "label": lab, "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": f"Clip {i}: emotion?"}]}, {"role": "assistant", "content": f"Emotion: {lab}."}]}
             for i, lab in enumerate(["happy", "sad", "happy"])]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sets = [f"data.train={tmp_path / 'd.jsonl'}", f"model.checkpoint={tiny_checkpoint}", f"data.feature_cache_dir={tmp_path / 'features'}", "grad_accum=2", "lora.r=4", "lora.alpha=8", "lora.dropout=0.3",
+    sets = [f"data.train={tmp_path / 'd.jsonl'}", f"model.checkpoint={tiny_checkpoint}", f"data.feature_cache_dir={tmp_path / 'features'}", "grad_accum=2", "lora.r=4", "lora.alpha=8", "lora.dropout=0.3", "data.modality_dropout=0.4",
             "stages=[{name: align, max_steps: 3, lr: 0.01}, {name: finetune, max_steps: 40, lr: 0.005}]", "checkpointing.every_steps=2", "checkpointing.keep_last=3", "logging.every_steps=1"]
     args = [sys.executable, "-m", "deemo_llama.cli", "train", "--config", "cpu-default", *[x for s in sets for x in ("--set", s)]]
 

@@ -67,3 +67,30 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     base, _ = load_checkpoint(tmp_path / "base")
     vec = torch.nn.utils.parameters_to_vector
     assert not torch.equal(vec(trained.projectors["audio"].parameters()), vec(base.projectors["audio"].parameters()))
+
+
+def test_modality_dropout_zeroes_exactly_the_drawn_items(tiny):
+    """Training's modality dropout zeroes the projected tokens of the drawn items only, as the
+    ablation zeroes a whole modality; the draws follow torch's RNG (so a resumed run repeats them)."""
+    from deemo_llama.modeling import MediaInputs
+    from deemo_llama.training.llm import modality_dropout
+    from deemo_llama.training.probe import zero_modalities
+
+    model, _ = tiny
+    model.eval()
+    enc = {n: torch.randn(64, m.num_tokens, m.encoder.feature_dim) for n, m in model.config.modalities.items()}
+    media = MediaInputs(encoded=enc)
+    assert modality_dropout(media, 0.0) == {} and modality_dropout(None, 0.5) == {}
+    torch.manual_seed(3)
+    drawn = modality_dropout(media, 0.5)
+    torch.manual_seed(3)
+    assert all(torch.equal(drawn[k], v) for k, v in modality_dropout(media, 0.5).items())
+    assert set(drawn) == set(enc) and all(8 < int(v.sum()) < 56 for v in drawn.values())  # about half of 64
+    full = model.embed_media(media)
+    with zero_modalities(model, drawn, drawn):
+        part = model.embed_media(media)
+    for name, flags in drawn.items():
+        assert torch.count_nonzero(part[name][flags]) == 0
+        assert torch.equal(part[name][~flags], full[name][~flags]) and torch.count_nonzero(full[name][flags]) > 0
+    with zero_modalities(model, ["video"]):  # the ablation: every item
+        assert torch.count_nonzero(model.embed_media(media)["video"]) == 0

@@ -37,6 +37,7 @@ from ..errors import DeemoError
 from ..modeling import DeemoLlamaForConditionalGeneration, MediaInputs
 from ..processing import DeemoProcessor, count_media
 from .features import FeatureCache
+from .probe import zero_modalities
 from .recipe import LoraRecipe, Recipe, StageRecipe
 
 
@@ -247,6 +248,15 @@ def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: Feat
     if encoded:
         inputs.media = MediaInputs(encoded={k: torch.stack(v) for k, v in encoded.items()})
     return inputs
+
+
+def modality_dropout(media: MediaInputs | None, p: float) -> dict[str, torch.Tensor]:
+    """{modality: bool per item} drawn with probability ``p`` (torch's RNG, so a resumed run draws the
+    same): the items whose projected tokens this step zeroes, as the ablation does, so the model
+    learns to read the other cues when one is missing (and not to let media drown the words)."""
+    if media is None or p <= 0:
+        return {}
+    return {m: torch.rand(n) < p for m, n in media.modalities.items()}
 
 
 def _stage_trainables(model: DeemoLlamaForConditionalGeneration, stage: StageRecipe) -> list[torch.nn.Parameter]:
@@ -489,7 +499,9 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 batch = [examples[j] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]  # rows read per batch
                 inputs = batch_inputs(batch, processor, features).to(accelerator.device)
                 stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
-                loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
+                dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
+                with zero_modalities(model, dropped, dropped):
+                    loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                 accelerator.backward(loss / recipe.grad_accum)
                 group.append(loss.item())
                 state["samples"] += len(batch)

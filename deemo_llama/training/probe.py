@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -23,9 +23,21 @@ ABLATIONS: dict[str, tuple[str, ...]] = {"none": (), "audio zeroed": ("audio",),
 
 
 @contextmanager
-def zero_modalities(model, names: Iterable[str]):
-    """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors)."""
-    handles = [model.projectors[n].register_forward_hook(lambda _m, _i, out: torch.zeros_like(out)) for n in names if n in model.projectors]
+def zero_modalities(model, names: Iterable[str], items: Mapping[str, torch.Tensor] | None = None):
+    """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
+    every item's, or, where ``items`` names the modality, only the items whose flag is true (a bool
+    per item of the batch, in prompt order; training's modality dropout zeroes them as the ablation does)."""
+
+    def hook(name: str):
+        def fn(_m, _i, out):
+            if items is None or name not in items:
+                return torch.zeros_like(out)
+            keep = (~items[name]).to(device=out.device, dtype=out.dtype)
+            return out * keep.view(-1, *([1] * (out.dim() - 1)))
+
+        return fn
+
+    handles = [model.projectors[n].register_forward_hook(hook(n)) for n in names if n in model.projectors]
     try:
         yield model
     finally:

@@ -36,6 +36,11 @@ class DataRecipe:
     kinds: list[Literal["recognition", "reasoning", "tool_use", "chat"]] | None = None  # None: every kind
     feature_cache: bool = True  # frozen encoders: features computed once per clip, on disk
     feature_cache_dir: str | None = None  # default: <cache_dir>/features
+    modality_dropout: float = 0.0  # per training item and modality: probability its projected tokens are zeroed
+
+    def __post_init__(self):
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError("data.modality_dropout must be in [0, 1)")
 
 
 @dataclass
