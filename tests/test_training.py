@@ -73,8 +73,7 @@ def test_modality_dropout_zeroes_exactly_the_drawn_items(tiny):
     """Training's modality dropout zeroes the projected tokens of the drawn items only, as the
     ablation zeroes a whole modality; the draws follow torch's RNG (so a resumed run repeats them)."""
     from deemo_llama.modeling import MediaInputs
-    from deemo_llama.training.llm import modality_dropout
-    from deemo_llama.training.probe import zero_modalities
+    from deemo_llama.training.llm import modality_dropout, zero_modalities
 
     model, _ = tiny
     model.eval()

@@ -27,7 +27,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -37,7 +38,6 @@ from ..errors import DeemoError
 from ..modeling import DeemoLlamaForConditionalGeneration, MediaInputs
 from ..processing import DeemoProcessor, count_media
 from .features import FeatureCache
-from .probe import zero_modalities
 from .recipe import LoraRecipe, Recipe, StageRecipe
 
 
@@ -248,6 +248,29 @@ def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: Feat
     if encoded:
         inputs.media = MediaInputs(encoded={k: torch.stack(v) for k, v in encoded.items()})
     return inputs
+
+
+@contextmanager
+def zero_modalities(model, names: Iterable[str], items: Mapping[str, torch.Tensor] | None = None):
+    """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
+    every item's, or, where ``items`` names the modality, only the items whose flag is true (a bool
+    per item of the batch, in prompt order; training's modality dropout zeroes them as the ablation does)."""
+
+    def hook(name: str):
+        def fn(_m, _i, out):
+            if items is None or name not in items:
+                return torch.zeros_like(out)
+            keep = (~items[name]).to(device=out.device, dtype=out.dtype)
+            return out * keep.view(-1, *([1] * (out.dim() - 1)))
+
+        return fn
+
+    handles = [model.projectors[n].register_forward_hook(hook(n)) for n in names if n in model.projectors]
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def modality_dropout(media: MediaInputs | None, p: float) -> dict[str, torch.Tensor]:

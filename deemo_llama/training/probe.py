@@ -14,41 +14,15 @@ features at all (a linear probe per modality, held out)?
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import contextmanager
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Sequence
 
-import torch
+from .llm import predict_labels, zero_modalities
 
 ABLATIONS: dict[str, tuple[str, ...]] = {"none": (), "audio zeroed": ("audio",), "video zeroed": ("video",), "both zeroed": ("audio", "video")}
 
 
-@contextmanager
-def zero_modalities(model, names: Iterable[str], items: Mapping[str, torch.Tensor] | None = None):
-    """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
-    every item's, or, where ``items`` names the modality, only the items whose flag is true (a bool
-    per item of the batch, in prompt order; training's modality dropout zeroes them as the ablation does)."""
-
-    def hook(name: str):
-        def fn(_m, _i, out):
-            if items is None or name not in items:
-                return torch.zeros_like(out)
-            keep = (~items[name]).to(device=out.device, dtype=out.dtype)
-            return out * keep.view(-1, *([1] * (out.dim() - 1)))
-
-        return fn
-
-    handles = [model.projectors[n].register_forward_hook(hook(n)) for n in names if n in model.projectors]
-    try:
-        yield model
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def media_ablation(model, processor, examples: Sequence, features, group: Callable[[dict], str]) -> dict[str, dict[str, float]]:
     """{condition: {group: accuracy, "all": accuracy}} over the recognition ``examples``."""
-    from .llm import predict_labels
-
     rec = [e for e in examples if e.row.get("kind") == "recognition"]
     was = model.training
     model.eval()
