@@ -86,7 +86,7 @@ def test_modality_dropout_zeroes_exactly_the_drawn_items(tiny):
     assert all(torch.equal(drawn[k], v) for k, v in modality_dropout(media, 0.5).items())
     assert set(drawn) == set(enc) and all(8 < int(v.sum()) < 56 for v in drawn.values())  # about half of 64
     full = model.embed_media(media)
-    with zero_modalities(model, drawn, drawn):
+    with zero_modalities(model, drawn):
         part = model.embed_media(media)
     for name, flags in drawn.items():
         assert torch.count_nonzero(part[name][flags]) == 0

@@ -25,9 +25,9 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -251,14 +251,15 @@ def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: Feat
 
 
 @contextmanager
-def zero_modalities(model, names: Iterable[str], items: Mapping[str, torch.Tensor] | None = None):
+def zero_modalities(model, names: Iterable[str] | Mapping[str, torch.Tensor]):
     """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
-    every item's, or, where ``items`` names the modality, only the items whose flag is true (a bool
-    per item of the batch, in prompt order; training's modality dropout zeroes them as the ablation does)."""
+    every item's for a list of names, or, given {name: a bool per item of the batch, in prompt
+    order}, only the flagged items' (training's modality dropout zeroes them as the ablation does)."""
+    items = names if isinstance(names, Mapping) else None
 
     def hook(name: str):
         def fn(_m, _i, out):
-            if items is None or name not in items:
+            if items is None:
                 return torch.zeros_like(out)
             keep = (~items[name]).to(device=out.device, dtype=out.dtype)
             return out * keep.view(-1, *([1] * (out.dim() - 1)))
@@ -523,7 +524,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 inputs = batch_inputs(batch, processor, features).to(accelerator.device)
                 stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
                 dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
-                with zero_modalities(model, dropped, dropped):
+                with zero_modalities(model, dropped):
                     loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                 accelerator.backward(loss / recipe.grad_accum)
                 group.append(loss.item())
