@@ -1,10 +1,10 @@
 """Does training work, and does the trained model use its video and audio? On the synthetic corpus.
 
-    .venv/bin/python benchmarks/bench_training.py [--clips 216] [--align-steps 54] [--finetune-steps 81] [--kinds recognition]
+    .venv/bin/python benchmarks/bench_training.py [--clips 216] [--align-steps 54] [--finetune-steps 81] [--kinds recognition] [--anchor-epochs 30]
 
 `deemo data synth` -> `deemo data build --experts none` (the prompt holds the transcript only, so the
 voice and the video can reach the model only through its media tokens) -> held-out label accuracy
-of the embedded default BEFORE training -> `deemo train` (recipe cpu-default, both stages) -> the
+of the embedded default BEFORE training -> `deemo train` (recipe cpu-default: optionally the anchor stage, then align and finetune) -> the
 same AFTER, with the audio tokens zeroed, the video tokens zeroed and both: per kind of clip
 (wording, voice, video: which modality alone carries the label). For reference, a linear probe on
 the frozen encoders' features (is the label in them at all?). Also the training throughput with and
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=216)
     ap.add_argument("--align-steps", type=int, default=54)
     ap.add_argument("--finetune-steps", type=int, default=81)
+    ap.add_argument("--anchor-epochs", type=float, default=0, help="first run the anchor stage for this many epochs (lr 0.01; 0: no anchor stage)")
     ap.add_argument("--kinds", default="recognition", help="row kinds trained on (data.kinds), comma-separated; the corpus is built with recognition and reasoning rows")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides for the training run, as `deemo train --set` (e.g. data.modality_dropout=0.3)")
     ap.add_argument("--work", type=Path, default=None, help="keep the corpus, build and checkpoints here (default: a temporary folder)")
@@ -76,7 +77,7 @@ def main() -> None:
         probe = probe_table(work / "built" / "train.jsonl", test, cache)
         kinds = "[" + ", ".join(k.strip() for k in args.kinds.split(",")) + "]"
         sets = [f"data.train={work / 'built'}", f"data.feature_cache_dir={cache}", f"data.kinds={kinds}", "logging.every_steps=5",
-                f"stages=[{{name: align, max_steps: {args.align_steps}, lr: 1.0e-3, warmup_ratio: 0.05}}, {{name: finetune, max_steps: {args.finetune_steps}, lr: 2.0e-4, warmup_ratio: 0.05}}]", *args.sets]
+                "stages=[" + (f"{{name: anchor, epochs: {args.anchor_epochs}, lr: 0.01, warmup_ratio: 0.0}}, " if args.anchor_epochs else "") + f"{{name: align, max_steps: {args.align_steps}, lr: 1.0e-3, warmup_ratio: 0.05}}, {{name: finetune, max_steps: {args.finetune_steps}, lr: 2.0e-4, warmup_ratio: 0.05}}]", *args.sets]
         t = time.perf_counter()
         ckpt = train(load_recipe("cpu-default", sets), work / args.name)
         train_s = time.perf_counter() - t
@@ -92,7 +93,7 @@ def main() -> None:
         n_test = sum(1 for line in test.read_text().splitlines() if '"recognition"' in line)
     kinds = ["wording", "voice", "video", "all"]
     rows = [("machine", machine()), ("corpus", f"{args.clips} synthetic clips, rows train/val/test {build.rows['train']}/{build.rows['validation']}/{build.rows['test']}, {n_test} held-out clips (subject-independent)"),
-            ("data synth + build (s)", f"{data_s:.0f}"), ("steps (align + finetune)", f"{args.align_steps} + {args.finetune_steps}, batch 1 x grad_accum 4, row kinds {args.kinds}" + "".join(f", {x}" for x in args.sets)), ("training wall (s)", f"{train_s:.0f}"),
+            ("data synth + build (s)", f"{data_s:.0f}"), ("steps (align + finetune)", (f"anchor {args.anchor_epochs:g} epochs, then " if args.anchor_epochs else "") + f"{args.align_steps} + {args.finetune_steps}, batch 1 x grad_accum 4, row kinds {args.kinds}" + "".join(f", {x}" for x in args.sets)), ("training wall (s)", f"{train_s:.0f}"),
             ("samples/s (training)", f"{summary['samples_per_s']:.2f}"), ("validation accuracy per stage", ", ".join(f"{s['stage']} {s.get('val_accuracy', float('nan')):.2f}" for s in summary["stages"])),
             ("samples/s, feature cache on / off", f"{speed[True]:.2f} / {speed[False]:.2f} ({speed[True] / speed[False]:.2f}x)")]
     for name, table in (("untrained", before["none"]), *((f"trained, {c}", after[c]) for c in after)):

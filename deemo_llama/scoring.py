@@ -4,7 +4,12 @@ For each label the answer ``Emotion: <label>.`` (prompting.label_answer) is scor
 log-probability after the prompt, minus the same answer's log-probability after a content-free
 prompt (the same template with no transcript, no observations, no media: Zhao et al. 2021,
 "Calibrate before use"), so a small LLM's prior for one label does not decide. A softmax over
-the labels gives the distribution.
+the labels gives the distribution. That correction is for a model that was never trained on the
+task (the embedded default's zero-shot LLM): a checkpoint trained by ``deemo train`` has learned
+its data's label prior, and it answers the content-free prompt as confidently as a real one, so
+subtracting that answer would flip its choices (measured: a model right on every clip scored at
+chance). ``calibrates(config)`` is the rule both backends follow: calibrate an untrained
+checkpoint only.
 
 Two backends compute the same numbers:
 - :class:`HFLabelScorer`: the model in this process. The prompt (and its media) runs once; its KV
@@ -34,6 +39,11 @@ def calibrated(cond: np.ndarray, free: np.ndarray, labels: Sequence[str]) -> dic
     return {label: round(float(v), 4) for label, v in zip(labels, p)}
 
 
+def calibrates(config) -> bool:
+    """Content-free calibration for an untrained checkpoint only (``projectors_trained`` false)."""
+    return not getattr(config, "projectors_trained", False)
+
+
 def best(scores: dict[str, float]) -> str:
     return max(scores, key=scores.get)
 
@@ -41,8 +51,9 @@ def best(scores: dict[str, float]) -> str:
 class HFLabelScorer:
     """Scores answers with a loaded DeemoLlamaForConditionalGeneration + DeemoProcessor."""
 
-    def __init__(self, model, processor):
+    def __init__(self, model, processor, calibrate: bool | None = None):
         self.model, self.processor = model, processor
+        self.calibrate = calibrates(model.config) if calibrate is None else calibrate
         self._free: dict[tuple, np.ndarray] = {}
 
     @torch.inference_mode()
@@ -82,6 +93,8 @@ class HFLabelScorer:
     def score(self, messages: list[dict], labels: Sequence[str], question: str | None = None, videos=(), audios=(), media=None) -> dict[str, float]:
         answers = [label_answer(label) for label in labels]
         cond = self.answer_logprobs(messages, answers, videos, audios, media)
+        if not self.calibrate:
+            return calibrated(cond, np.zeros_like(cond), labels)
         key = (tuple(labels), question)
         if key not in self._free:
             self._free[key] = self.answer_logprobs(content_free_messages(labels, question), answers)
@@ -103,8 +116,9 @@ class OpenAILabelScorer:
     the continued prompt.
     """
 
-    def __init__(self, client, model: str, tokenizer):
+    def __init__(self, client, model: str, tokenizer, calibrate: bool = True):
         self.client, self.model, self.tokenizer = client, model, tokenizer
+        self.calibrate = calibrate  # calibrates(the checkpoint's config), as HFLabelScorer decides
         self._free: dict[tuple, np.ndarray] = {}
 
     def _answer_ids(self, prompt_text: str, answer: str) -> list[int]:
@@ -133,6 +147,8 @@ class OpenAILabelScorer:
         """``render(messages) -> str``: the prompt text with the generation prompt (processor.render)."""
         answers = [label_answer(label) for label in labels]
         cond = await self.answer_logprobs(messages, answers, render(messages))
+        if not self.calibrate:
+            return calibrated(cond, np.zeros_like(cond), labels)
         key = (tuple(labels), question)
         if key not in self._free:
             free_msgs = content_free_messages(labels, question)

@@ -135,6 +135,27 @@ def test_calibration_removes_a_biased_prior():
     assert max(raw, key=raw.get) == "happy"  # uncalibrated, the prior wins
 
 
+def test_only_an_untrained_checkpoint_is_calibrated(tiny):
+    """Content-free calibration corrects a zero-shot LLM's prior; a trained checkpoint has learned
+    its data's prior and is scored on its raw answer log-probabilities (else a confident trained
+    model's content-free answer would flip its choices). The gateway's scorer follows the same rule."""
+    from deemo_llama.prompting import build_messages, label_answer
+    from deemo_llama.scoring import HFLabelScorer, calibrated, calibrates
+
+    model, proc = tiny
+    msgs, labels = build_messages(None, ("happy", "sad")), ("happy", "sad")
+    cond = HFLabelScorer(model, proc).answer_logprobs(msgs, [label_answer(x) for x in labels])
+    assert calibrates(model.config) and HFLabelScorer(model, proc).calibrate
+    assert HFLabelScorer(model, proc).score(msgs, labels) != calibrated(cond, np.zeros(2), labels)  # the content-free prompt moved it
+    model.config.projectors_trained = True
+    try:
+        assert not calibrates(model.config)
+        assert HFLabelScorer(model, proc).score(msgs, labels) == calibrated(cond, np.zeros(2), labels)
+        assert HFLabelScorer(model, proc, calibrate=True).score(msgs, labels) != calibrated(cond, np.zeros(2), labels)
+    finally:
+        model.config.projectors_trained = False
+
+
 def test_hf_scorer_matches_full_forward(tiny):
     """The KV-cache-repeat scorer equals summing log-probs of a full forward per answer."""
     import torch

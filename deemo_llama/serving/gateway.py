@@ -324,10 +324,10 @@ class Gateway:
 
     # -- label, answer, tool loop -----------------------------------------------------------------
     def scorer(self, model: str):
-        from ..scoring import OpenAILabelScorer
+        from ..scoring import OpenAILabelScorer, calibrates
 
         if model not in self._scorers:
-            self._scorers[model] = OpenAILabelScorer(self.backend, model, self.processor.tokenizer)
+            self._scorers[model] = OpenAILabelScorer(self.backend, model, self.processor.tokenizer, calibrate=calibrates(self.config))
         return self._scorers[model]
 
     async def _label(self, body: dict, prepared: Prepared) -> None:

@@ -6,7 +6,12 @@ Data: JSONL rows of instruction_data/row.schema.json (``deemo data build``); ``m
 the JSONL file) feeds the video parts (sampled frames) and audio parts (its audio track); ``tools``
 of tool-use rows are rendered into the system turn. Only assistant tokens carry labels.
 
-Stages: ``align`` trains the projectors; ``finetune`` the projectors and LoRA on the LLM. The
+Stages: ``anchor`` (optional, first) trains the projectors alone, without the LLM: each labelled
+clip's projected tokens, averaged per modality, are classified against the LLM's own embeddings of
+the label words (cosine similarity, cross-entropy; the text-side alignment that BLIP-2 runs before
+it connects the LLM), so the media tokens start out pointing at words the LLM already reads; it
+costs a projector pass per clip, so it can run for many epochs. ``align`` trains the projectors
+through the frozen LLM; ``finetune`` the projectors and LoRA on the LLM. The
 encoders are frozen, so their pooled outputs are computed once per clip (training/features.py);
 rows stream through ``datasets`` into a memory-mapped Arrow table of token ids, tokenised once
 (``tokenize_file``), and a batch reads its rows and its clips' features from disk. accelerate places the model, runs
@@ -283,8 +288,46 @@ def modality_dropout(media: MediaInputs | None, p: float) -> dict[str, torch.Ten
     return {m: torch.rand(n) < p for m, n in media.modalities.items()}
 
 
+ANCHOR_TEMPERATURE = 0.1  # CLIP-style: cosine similarities / 0.1 as logits
+
+
+def anchors_of(example: Example) -> bool:
+    """Can the anchor stage use this row: media and a label of its own label set."""
+    labels = (example.row.get("label_set") or {}).get("labels") or []
+    return bool(example.modalities) and example.row.get("label") in labels
+
+
+def label_embeddings(model, processor: DeemoProcessor, labels: Sequence[str]) -> torch.Tensor:
+    """[len(labels), hidden]: each label word as the LLM reads it in an answer (the mean of the
+    input embeddings of its tokens, with the space before it)."""
+    table = model.get_input_embeddings().weight
+    return torch.stack([table[processor.tokenizer(" " + lab, add_special_tokens=False).input_ids].mean(0) for lab in labels]).detach()
+
+
+def anchor_loss(model, processor: DeemoProcessor, batch: list[Example], media: MediaInputs, anchors: dict[tuple[str, ...], torch.Tensor]) -> torch.Tensor:
+    """The anchor stage's loss: per item and modality, the projected tokens' mean classified among
+    the row's label words (``label_embeddings``, cached in ``anchors`` per label set) by cosine
+    similarity; cross-entropy averaged over items and modalities."""
+    import torch.nn.functional as F
+
+    embeds = model.embed_media(media)  # {modality: [N, T, H]}, items in prompt order
+    seen = dict.fromkeys(embeds, 0)
+    losses = []
+    for e in batch:
+        labels = tuple(e.row["label_set"]["labels"])
+        if labels not in anchors:
+            anchors[labels] = label_embeddings(model, processor, labels)
+        target = torch.tensor([labels.index(e.row["label"])], device=anchors[labels].device)
+        for m in e.modalities:
+            z = embeds[m][seen[m]].mean(0)
+            seen[m] += 1
+            logits = F.cosine_similarity(z[None].to(anchors[labels].dtype), anchors[labels], dim=-1) / ANCHOR_TEMPERATURE
+            losses.append(F.cross_entropy(logits[None], target))
+    return torch.stack(losses).mean()
+
+
 def _stage_trainables(model: DeemoLlamaForConditionalGeneration, stage: StageRecipe) -> list[torch.nn.Parameter]:
-    """align: projectors only; finetune: projectors + LoRA. Encoders and base weights stay frozen."""
+    """anchor, align: projectors only; finetune: projectors + LoRA. Encoders and base weights stay frozen."""
     for n, p in model.language_model.named_parameters():
         p.requires_grad_(stage.trains_lora and "lora_" in n)
     model.projectors.requires_grad_(True)
@@ -494,12 +537,18 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                         writer.add_scalar(f"{row['stage']}/{k}", v, row["global_step"])
 
     model.train()
+    model.config.projectors_trained = True  # validation scores it as the trained checkpoint it becomes (scoring.calibrates)
+    anchors: dict[tuple[str, ...], torch.Tensor] = {}  # label set -> its label words' embeddings (anchor stage)
     t_start = time.perf_counter()
     for si in range(state["stage_index"], len(recipe.stages)):
         stage = recipe.stages[si]
         params = _stage_trainables(model, stage)
         opt = torch.optim.AdamW(params, lr=stage.lr or recipe.optimizer.lr, betas=tuple(recipe.optimizer.betas), weight_decay=recipe.optimizer.weight_decay)
-        per_epoch = math.ceil(len(examples) / recipe.batch_size)
+        # the rows this stage reads, by index: the anchor stage, the labelled clips only
+        pool = [i for i in range(len(examples)) if anchors_of(examples[i])] if stage.name == "anchor" else range(len(examples))
+        if not len(pool):
+            raise DeemoError(f"{train_file}: the anchor stage needs rows with media and a label of their label_set; there are none")
+        per_epoch = math.ceil(len(pool) / recipe.batch_size)
         steps_per_epoch = math.ceil(per_epoch / recipe.grad_accum)
         total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage, total))
@@ -517,16 +566,23 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         bar = tqdm(total=total, initial=state["step"], desc=f"stage {si + 1}/{len(recipe.stages)} {stage.name}", disable=not accelerator.is_main_process)
         t_stage = time.perf_counter()
         while state["step"] < total:
-            order = _order(len(examples), recipe.seed, si, state["epoch"])
+            order = _order(len(pool), recipe.seed, si, state["epoch"])
             n_batches = math.ceil(len(order) / recipe.batch_size)
             for bi in range(state["batch_pos"], n_batches):
-                batch = [examples[j] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]  # rows read per batch
+                batch = [examples[pool[j]] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]  # rows read per batch
                 inputs = batch_inputs(batch, processor, features).to(accelerator.device)
                 stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
-                dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
-                with zero_modalities(model, dropped):
-                    loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
+                if stage.name == "anchor":  # no LLM pass; outside the wrapped forward, so gradients are averaged by hand below
+                    loss = anchor_loss(model, processor, batch, inputs.media, anchors)
+                else:
+                    dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
+                    with zero_modalities(model, dropped):
+                        loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                 accelerator.backward(loss / recipe.grad_accum)
+                if stage.name == "anchor" and stepping and accelerator.num_processes > 1:
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad = accelerator.reduce(p.grad, reduction="mean")
                 group.append(loss.item())
                 state["samples"] += len(batch)
                 state["tokens"] = state.get("tokens", 0) + int(inputs.attention_mask.sum())

@@ -73,7 +73,7 @@ class OptimizerRecipe:
 
 @dataclass
 class StageRecipe:
-    name: Literal["align", "finetune"]
+    name: Literal["anchor", "align", "finetune"]
     epochs: float = 1.0
     max_steps: int | None = None  # optimiser steps; None = epochs
     lr: float | None = None  # None = optimizer.lr
@@ -128,9 +128,10 @@ class Recipe:
     def __post_init__(self):
         names = [s.name for s in self.stages]
         if not names:
-            raise ValueError("stages: at least one stage (align and/or finetune)")
-        if len(set(names)) != len(names) or names not in (["align"], ["finetune"], ["align", "finetune"]):
-            raise ValueError(f"stages must be align, finetune or align then finetune, got {names}")
+            raise ValueError("stages: at least one stage (anchor, align and/or finetune)")
+        order = ["anchor", "align", "finetune"]
+        if len(set(names)) != len(names) or names != [n for n in order if n in names]:
+            raise ValueError(f"stages must be one or more of anchor, align, finetune, each once and in that order, got {names}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
 
