@@ -585,7 +585,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                             p.grad = accelerator.reduce(p.grad, reduction="mean")
                 group.append(loss.item())
                 state["samples"] += len(batch)
-                state["tokens"] = state.get("tokens", 0) + int(inputs.attention_mask.sum())
+                if stage.name != "anchor":  # tokens the LLM read (the anchor stage runs none)
+                    state["tokens"] = state.get("tokens", 0) + int(inputs.attention_mask.sum())
                 if not stepping:
                     continue
                 accelerator.clip_grad_norm_(params, recipe.optimizer.max_grad_norm)
@@ -632,7 +633,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         writer.close()
     model = accelerator.unwrap_model(model)
     model.eval()
-    model.config.projectors_trained = True
     if accelerator.is_main_process:
         save_checkpoint(model.to("cpu"), processor, out)
         last = state["stages"][-1]
