@@ -1,16 +1,17 @@
 """Does training work, and does the trained model use its video and audio? On the synthetic corpus.
 
-    .venv/bin/python benchmarks/bench_training.py [--clips 216] [--align-steps 54] [--finetune-steps 81] [--kinds recognition] [--anchor-epochs 30]
+    .venv/bin/python benchmarks/bench_training.py [--clips 432] [--recipe cpu-default] [--set KEY=VALUE ...] [--work DIR]
 
 `deemo data synth` -> `deemo data build --experts none` (the prompt holds the transcript only, so the
 voice and the video can reach the model only through its media tokens) -> held-out label accuracy
-of the embedded default BEFORE training -> `deemo train` (recipe cpu-default: optionally the anchor stage, then align and finetune) -> the
-same AFTER, with the audio tokens zeroed, the video tokens zeroed and both: per kind of clip
-(wording, voice, video: which modality alone carries the label). For reference, a linear probe on
-the frozen encoders' features (is the label in them at all?). Also the training throughput with and
-without the encoder-feature cache (same steps, same run). Subject-independent splits (train 0.5,
-validation 0.17, test 0.33 of the 12 subjects' clips); the default 216 clips give 108 training clips
-(2 epochs of align + 3 of finetune at the default steps).
+of the untrained base checkpoint (the embedded default) -> `deemo train` by the recipe as shipped
+(cpu-default: the anchor stage, cross-fitted, then LoRA on the LLM) -> the same AFTER, with the
+audio tokens zeroed, the video tokens zeroed and both: per kind of clip (wording, voice, video:
+which modality alone carries the label). For reference, a linear probe on the frozen encoders'
+features (is the label in them at all?) and the anchor stage's own accuracy (nearest label word,
+out of fold and on the validation split). Also the training throughput with and without the
+encoder-feature cache (same steps, same run). Subject-independent splits (train 0.5, validation
+0.17, test 0.33 of the subjects' clips).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common import machine, print_table, quiet
 def ablation_table(ckpt: Path, rows_file: Path, cache: Path):
     from deemo_llama.build import load_checkpoint
     from deemo_llama.training.features import FeatureCache
-    from deemo_llama.training.llm import load_records, tokenize_rows
+    from deemo_llama.training.rows import load_records, tokenize_rows
     from deemo_llama.training.probe import media_ablation
 
     model, proc = load_checkpoint(ckpt)
@@ -39,7 +40,7 @@ def probe_table(train_file: Path, test_file: Path, cache: Path):
     from deemo_llama.assets import default_checkpoint
     from deemo_llama.build import load_checkpoint
     from deemo_llama.training.features import FeatureCache
-    from deemo_llama.training.llm import load_records, tokenize_rows
+    from deemo_llama.training.rows import load_records, tokenize_rows
     from deemo_llama.training.probe import feature_probe
 
     model, proc = load_checkpoint(default_checkpoint())
@@ -49,12 +50,11 @@ def probe_table(train_file: Path, test_file: Path, cache: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=216)
-    ap.add_argument("--align-steps", type=int, default=54)
-    ap.add_argument("--finetune-steps", type=int, default=81)
-    ap.add_argument("--anchor-epochs", type=float, default=0, help="first run the anchor stage for this many epochs (lr 0.01; 0: no anchor stage)")
+    ap.add_argument("--clips", type=int, default=432)
+    ap.add_argument("--recipe", default="cpu-default", help="the recipe trained by (a shipped name or a YAML file)")
+    ap.add_argument("--base", type=Path, default=None, help="the untrained checkpoint to start from (default: the embedded default)")
     ap.add_argument("--kinds", default="recognition", help="row kinds trained on (data.kinds), comma-separated; the corpus is built with recognition and reasoning rows")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides for the training run, as `deemo train --set` (e.g. data.modality_dropout=0.3)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides for the training run, as `deemo train --set` (e.g. data.modality_dropout=0.3)")
     ap.add_argument("--work", type=Path, default=None, help="keep the corpus, build and checkpoints here (default: a temporary folder)")
     ap.add_argument("--name", default="ckpt", help="the run's folder under --work (another name: another run on the same corpus)")
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
@@ -73,13 +73,14 @@ def main() -> None:
         data_s = time.perf_counter() - t
         test = work / "built" / "test.jsonl"
         cache = work / "features"
-        before = ablation_table(default_checkpoint(), test, cache)
+        base = args.base or default_checkpoint()
+        before = ablation_table(base, test, cache)
         probe = probe_table(work / "built" / "train.jsonl", test, cache)
         kinds = "[" + ", ".join(k.strip() for k in args.kinds.split(",")) + "]"
-        sets = [f"data.train={work / 'built'}", f"data.feature_cache_dir={cache}", f"data.kinds={kinds}", "logging.every_steps=5",
-                "stages=[" + (f"{{name: anchor, epochs: {args.anchor_epochs}, lr: 0.01, warmup_ratio: 0.0}}, " if args.anchor_epochs else "") + f"{{name: align, max_steps: {args.align_steps}, lr: 1.0e-3, warmup_ratio: 0.05}}, {{name: finetune, max_steps: {args.finetune_steps}, lr: 2.0e-4, warmup_ratio: 0.05}}]", *args.sets]
+        sets = [f"data.train={work / 'built'}", f"data.feature_cache_dir={cache}", f"data.kinds={kinds}", f"model.checkpoint={base}", "logging.every_steps=5", *args.sets]
+        recipe = load_recipe(args.recipe, sets)
         t = time.perf_counter()
-        ckpt = train(load_recipe("cpu-default", sets), work / args.name)
+        ckpt = train(recipe, work / args.name)
         train_s = time.perf_counter() - t
         summary = json.loads((ckpt / "train_summary.json").read_text())
         after = ablation_table(ckpt, test, cache)
@@ -87,14 +88,19 @@ def main() -> None:
         # file, not the folder: no validation pass, which would time the encoders again)
         speed = {}
         for on in (True, False):
-            r = load_recipe("cpu-default", [f"data.train={work / 'built' / 'train.jsonl'}", f"data.feature_cache_dir={cache}", f"data.feature_cache={str(on).lower()}", f"data.kinds={kinds}", "stages=[{name: finetune, max_steps: 4}]"])
+            r = load_recipe(args.recipe, [f"data.train={work / 'built' / 'train.jsonl'}", f"data.feature_cache_dir={cache}", f"data.feature_cache={str(on).lower()}", f"data.kinds={kinds}", f"model.checkpoint={base}", "stages=[{name: finetune, max_steps: 4}]"])
             out = train(r, work / f"{args.name}-speed-{on}")
             speed[on] = json.loads((out / "train_summary.json").read_text())["samples_per_s"]
         n_test = sum(1 for line in test.read_text().splitlines() if '"recognition"' in line)
     kinds = ["wording", "voice", "video", "all"]
     rows = [("machine", machine()), ("corpus", f"{args.clips} synthetic clips, rows train/val/test {build.rows['train']}/{build.rows['validation']}/{build.rows['test']}, {n_test} held-out clips (subject-independent)"),
-            ("data synth + build (s)", f"{data_s:.0f}"), ("steps (align + finetune)", (f"anchor {args.anchor_epochs:g} epochs, then " if args.anchor_epochs else "") + f"{args.align_steps} + {args.finetune_steps}, batch 1 x grad_accum 4, row kinds {args.kinds}" + "".join(f", {x}" for x in args.sets)), ("training wall (s)", f"{train_s:.0f}"),
+            ("data synth + build (s)", f"{data_s:.0f}"),
+            ("recipe", f"{args.recipe}: " + ", ".join(f"{s.name} {s.max_steps or s.epochs} {'steps' if s.max_steps else 'epochs'}" + (f" ({s.folds} folds)" if s.folds > 1 else "") for s in recipe.stages)
+             + f"; optimiser steps {summary['steps']}, batch {recipe.batch_size} x grad_accum {recipe.grad_accum}, row kinds {args.kinds}" + "".join(f", {x}" for x in args.sets)),
+            ("training wall (s)", f"{train_s:.0f}"),
             ("samples/s (training)", f"{summary['samples_per_s']:.2f}"), ("validation accuracy per stage", ", ".join(f"{s['stage']} {s.get('val_accuracy', float('nan')):.2f}" for s in summary["stages"])),
+            *((f"anchor stage: nearest label word, {what} (audio / video)", " / ".join(f"{st[key].get(m, float('nan')):.2f}" for m in ("audio", "video")))
+              for st in summary["stages"] for key, what in (("anchor_oof_accuracy", "training clips out of fold"), ("anchor_val_accuracy", "validation clips")) if key in st),
             ("samples/s, feature cache on / off", f"{speed[True]:.2f} / {speed[False]:.2f} ({speed[True] / speed[False]:.2f}x)")]
     for name, table in (("untrained", before["none"]), *((f"trained, {c}", after[c]) for c in after)):
         rows.append((f"accuracy {name} (" + " / ".join(kinds) + ")", " / ".join(f"{table.get(k, float('nan')):.2f}" for k in kinds)))

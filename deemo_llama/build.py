@@ -34,13 +34,16 @@ class ComponentSpec:
     num_frames: int = 8
     projector: ProjectorType = "mlp"
     projector_hidden_dim: int | None = None  # the MLP's width; None = the LLM's hidden size
-    # the projectors' input options (ProjectorConfig); off by default (no measured gain yet, RESULTS.md)
+    # the projectors' options (ProjectorConfig); off here, on in the embedded default (assets.DEFAULT_PROJECTORS)
     projector_input_norm: bool = False
     projector_temporal: ProjectorTemporal = "none"
+    # rescale every projected token to the LLM's mean word-embedding norm (measured at creation)
+    projector_output_norm: bool = False
     seed: int = 0
 
-    def projector_config(self) -> ProjectorConfig:
-        return ProjectorConfig(type=self.projector, hidden_dim=self.projector_hidden_dim, input_norm=self.projector_input_norm, temporal=self.projector_temporal)
+    def projector_config(self, word_norm: float | None = None) -> ProjectorConfig:
+        return ProjectorConfig(type=self.projector, hidden_dim=self.projector_hidden_dim, input_norm=self.projector_input_norm, temporal=self.projector_temporal,
+                               output_norm=round(word_norm, 4) if self.projector_output_norm and word_norm else None)
 
 
 def _load_mobilenet_state(path: str) -> dict[str, torch.Tensor]:
@@ -51,7 +54,7 @@ def _load_mobilenet_state(path: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _video_modality(spec: ComponentSpec) -> tuple[ModalityConfig, dict[str, torch.Tensor]]:
+def _video_modality(spec: ComponentSpec, word_norm: float) -> tuple[ModalityConfig, dict[str, torch.Tensor]]:
     """Return the video ModalityConfig and the backbone's state dict (keys of FrameEncoder.backbone)."""
     if spec.video_backbone == "mobilenet_v2":
         state = _load_mobilenet_state(spec.video)
@@ -75,7 +78,7 @@ def _video_modality(spec: ComponentSpec) -> tuple[ModalityConfig, dict[str, torc
         for k in _DROP_TEXT_KEYS:
             hf.pop(k, None)
         enc = FrameEncoderConfig(backbone="hf_vision", hf_config=hf, image_size=size, image_mean=mean, image_std=std, num_frames=spec.num_frames)
-    return ModalityConfig(encoder=enc, projector=spec.projector_config(), num_tokens=spec.video_tokens, placeholder=VIDEO_TOKEN), state
+    return ModalityConfig(encoder=enc, projector=spec.projector_config(word_norm), num_tokens=spec.video_tokens, placeholder=VIDEO_TOKEN), state
 
 
 def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneration, DeemoProcessor]:
@@ -84,6 +87,8 @@ def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneratio
 
     tokenizer = AutoTokenizer.from_pretrained(spec.llm)
     lm = AutoModelForCausalLM.from_pretrained(spec.llm, dtype=torch.float32)
+    # the length of a word as the LLM reads it: the mean L2 norm of its own input embeddings
+    word_norm = float(lm.get_input_embeddings().weight.detach().norm(dim=-1).mean())
     # The chat template is ChatML; media placeholders are special; tool-call tags are plain added
     # tokens so they survive skip_special_tokens and vLLM's hermes parser finds them in the vocab.
     missing_chatml = [t for t in CHATML_TOKENS if t not in tokenizer.get_vocab()]
@@ -92,6 +97,7 @@ def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneratio
     if tokenizer.pad_token is None:
         tokenizer.pad_token = "<|im_end|>"
     if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
+        torch.manual_seed(spec.seed)  # the new rows are drawn at random: the same spec gives the same checkpoint
         lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     lm.generation_config.eos_token_id = im_end
@@ -104,7 +110,7 @@ def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneratio
 
     video, video_state = (None, None)
     if spec.video:
-        video, video_state = _video_modality(spec)
+        video, video_state = _video_modality(spec, word_norm)
         video.placeholder_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
     audio, whisper, fe = None, None, None
     if spec.audio:
@@ -115,7 +121,7 @@ def create_model(spec: ComponentSpec) -> tuple[DeemoLlamaForConditionalGeneratio
         wcfg = whisper.config.to_dict()
         for k in _DROP_TEXT_KEYS:
             wcfg.pop(k, None)
-        audio = ModalityConfig(encoder=AudioEncoderConfig(whisper_config=wcfg), projector=spec.projector_config(), num_tokens=spec.audio_tokens, placeholder=AUDIO_TOKEN, placeholder_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
+        audio = ModalityConfig(encoder=AudioEncoderConfig(whisper_config=wcfg), projector=spec.projector_config(word_norm), num_tokens=spec.audio_tokens, placeholder=AUDIO_TOKEN, placeholder_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
 
     config = DeemoConfig(text_config=text_config, video=video, audio=audio)
     torch.manual_seed(spec.seed)

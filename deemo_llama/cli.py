@@ -110,6 +110,7 @@ def models_create(
     projector_hidden: Annotated[Optional[int], typer.Option(min=1, help="The MLP projector's width (default: the LLM's hidden size).")] = None,
     projector_input_norm: Annotated[bool, typer.Option(help="LayerNorm on the encoder features before the projector.")] = False,
     projector_temporal: Annotated[TemporalOpt, typer.Option(help="delta: the projector reads each token beside its change from the clip's mean.")] = TemporalOpt.none,
+    projector_output_norm: Annotated[bool, typer.Option(help="Rescale each projected token to the LLM's mean word-embedding norm.")] = False,
     seed: int = 0,
 ) -> None:
     """Assemble a checkpoint (fresh projectors) from pretrained parts."""
@@ -118,7 +119,7 @@ def models_create(
 
     if out.exists() and any(out.iterdir()):
         raise DeemoError(f"{out}: exists and is not empty; choose a new directory")
-    spec = ComponentSpec(llm=llm, audio=audio, video=video, video_backbone=video_backbone.value, video_tokens=video_tokens, audio_tokens=audio_tokens, num_frames=num_frames, projector=projector.value, projector_hidden_dim=projector_hidden, projector_input_norm=projector_input_norm, projector_temporal=projector_temporal.value, seed=seed)
+    spec = ComponentSpec(llm=llm, audio=audio, video=video, video_backbone=video_backbone.value, video_tokens=video_tokens, audio_tokens=audio_tokens, num_frames=num_frames, projector=projector.value, projector_hidden_dim=projector_hidden, projector_input_norm=projector_input_norm, projector_temporal=projector_temporal.value, projector_output_norm=projector_output_norm, seed=seed)
     model, processor = create_model(spec)
     save_checkpoint(model, processor, out)
     typer.echo(f"wrote {out}")
@@ -147,7 +148,7 @@ def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Check
         enc = m.encoder
         desc = f"{enc.backbone}, {enc.num_frames} frames ({enc.sampling})" if name == "video" else f"whisper d_model {enc.feature_dim}, {enc.whisper_config.get('encoder_layers')} layers"
         pj = m.projector
-        extra = ", ".join(x for x in ("LayerNorm'd input" if pj.input_norm else "", "temporal delta" if pj.temporal == "delta" else "") if x)
+        extra = ", ".join(x for x in ("LayerNorm'd input" if pj.input_norm else "", "temporal delta" if pj.temporal == "delta" else "", f"output norm {pj.output_norm:g}" if pj.output_norm else "") if x)
         t.add_row(name, f"{desc} -> {pj.type} projector{f' ({extra})' if extra else ''} -> {m.num_tokens} x {m.placeholder} (id {m.placeholder_id})")
     t.add_row("projectors trained", str(cfg.projectors_trained))
     t.add_row("LoRA adapter", str((Path(ckpt) / "adapter").is_dir()))

@@ -93,10 +93,16 @@ class ProjectorConfig:
     # changes over the clip (a head's motion, a voice's melody) is not buried under what does not
     # (background, face, speaker): the projector's input is [x_t, x_t - mean_t x] (2 x feature_dim).
     temporal: ProjectorTemporal = "none"
+    # Each output token rescaled to this L2 norm (the LLM's mean word-embedding norm, set when the
+    # checkpoint is created): a trained projector's tokens otherwise grow to tens of times a word's
+    # norm and drown the words around them. None: unscaled.
+    output_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.temporal not in ("none", "delta"):
             raise ValueError(f"projector temporal must be 'none' or 'delta', got {self.temporal!r}")
+        if self.output_norm is not None and self.output_norm <= 0:
+            raise ValueError(f"projector output_norm must be > 0, got {self.output_norm}")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 ``build_projector`` reads a ProjectorConfig: the map itself (``mlp``: LLaVA-1.5's two layers with
 GELU; ``linear``: Emotion-LLaMA's single map), optionally a LayerNorm on the features first, and
 optionally the temporal ``delta`` input, [x_t, x_t - mean_t x], so that what changes over a clip
-is a direct input rather than a small difference between tokens the LLM would have to compute.
+is a direct input rather than a small difference between tokens the LLM would have to compute, and
+optionally a fixed output norm (each token rescaled to the length of a word embedding).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class LinearProjector(nn.Module):
         return self.proj(x)
 
 
+class FixedNorm(nn.Module):
+    """[.., H] -> [.., H]: each vector rescaled to L2 norm ``norm`` (no parameters)."""
+
+    def __init__(self, norm: float, eps: float = 1e-6):
+        super().__init__()
+        self.norm, self.eps = float(norm), eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (self.norm / (x.norm(dim=-1, keepdim=True) + self.eps))
+
+
 class TemporalDelta(nn.Module):
     """[.., T, D] -> [.., T, 2D]: each token beside its difference from the mean over the T axis."""
 
@@ -58,7 +70,7 @@ def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Modul
         core = LinearProjector(width, out_dim)
     else:
         raise ValueError(f"unknown projector type {cfg.type!r} (expected 'mlp' or 'linear')")
-    if not cfg.input_norm and cfg.temporal == "none":
+    if not cfg.input_norm and cfg.temporal == "none" and cfg.output_norm is None:
         return core
     steps: dict[str, nn.Module] = {}
     if cfg.input_norm:
@@ -66,4 +78,6 @@ def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Modul
     if cfg.temporal == "delta":
         steps["delta"] = TemporalDelta()
     steps["map"] = core
+    if cfg.output_norm is not None:
+        steps["out_norm"] = FixedNorm(cfg.output_norm)
     return nn.Sequential(OrderedDict(steps))

@@ -23,7 +23,7 @@ The content-free scores depend only on the label set and the question: both back
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch

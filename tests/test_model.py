@@ -241,10 +241,52 @@ def test_projector_temporal_delta_and_input_norm():
         ProjectorConfig(temporal="diff")
 
 
+def test_projector_output_norm_gives_every_token_the_configured_length():
+    """output_norm rescales each projected token to a word embedding's length, whatever the features'
+    scale (a trained projector's tokens otherwise grow to tens of times a word's norm); it adds no
+    parameters, and a non-positive norm is refused."""
+    from deemo_llama.config import ProjectorConfig
+    from deemo_llama.projectors import build_projector
+
+    torch.manual_seed(0)
+    p = build_projector(ProjectorConfig(input_norm=True, temporal="delta", output_norm=3.2), 6, 4)
+    assert [k for k in p.state_dict()] == ["norm.weight", "norm.bias", "map.fc1.weight", "map.fc1.bias", "map.fc2.weight", "map.fc2.bias"]
+    for scale in (1e-3, 1.0, 1e3):
+        out = p(scale * torch.randn(2, 8, 6))
+        torch.testing.assert_close(out.norm(dim=-1), torch.full((2, 8), 3.2), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="output_norm must be > 0"):
+        ProjectorConfig(output_norm=0.0)
+
+
+def test_created_checkpoint_measures_the_word_norm(tiny_spec, tmp_path):
+    """``projector_output_norm`` sets each modality's output norm to the LLM's own mean word-embedding
+    norm, and the config round-trips through config.json."""
+    from deemo_llama.build import create_model, load_checkpoint, save_checkpoint
+    from transformers import AutoModelForCausalLM
+
+    import dataclasses
+
+    model, proc = create_model(dataclasses.replace(tiny_spec, projector_output_norm=True))
+    want = AutoModelForCausalLM.from_pretrained(tiny_spec.llm).get_input_embeddings().weight.norm(dim=-1).mean().item()
+    assert model.config.video.projector.output_norm == pytest.approx(want, abs=1e-3) == model.config.audio.projector.output_norm
+    save_checkpoint(model, proc, tmp_path / "c")
+    again, _ = load_checkpoint(tmp_path / "c")
+    assert again.config.video.projector.output_norm == model.config.video.projector.output_norm
+
+
+def test_the_same_spec_builds_the_same_checkpoint(tiny_spec):
+    """Creation is seeded, the added tokens' embedding rows included (resize draws them at random):
+    `deemo models prepare` rebuilds the embedded default byte for byte."""
+    from deemo_llama.build import create_model
+
+    a, b = (create_model(tiny_spec)[0].state_dict() for _ in range(2))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_config_without_projector_options_loads_as_plain(tiny):
     """A config.json written before input_norm/temporal existed reads back as the plain projector."""
     d = tiny[0].config.to_dict()
     for m in ("video", "audio"):
         d[m]["projector"] = {"type": "mlp", "hidden_dim": None}
     cfg = DeemoConfig.from_dict(d)
-    assert cfg.video.projector.input_norm is False and cfg.audio.projector.temporal == "none"
+    assert cfg.video.projector.input_norm is False and cfg.audio.projector.temporal == "none" and cfg.video.projector.output_norm is None

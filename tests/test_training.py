@@ -106,12 +106,11 @@ def test_anchor_stage_points_the_media_tokens_at_the_label_words(tiny_parts, tmp
 
     from deemo_llama.assets import asset_dir
     from deemo_llama.build import ComponentSpec, create_model, load_checkpoint, save_checkpoint
-    from deemo_llama.errors import DeemoError
     from deemo_llama.modeling import MediaInputs
     from deemo_llama.sample import write_clip
     from deemo_llama.training import load_recipe, train
     from deemo_llama.training.features import FeatureCache
-    from deemo_llama.training.llm import label_embeddings
+    from deemo_llama.training.anchor import label_embeddings
 
     spec = ComponentSpec(llm=str(tiny_parts["llm"]), audio=str(asset_dir("whisper")), video=str(asset_dir("mobilenet") / "model.safetensors"), num_frames=4, video_tokens=4, audio_tokens=4)
     save_checkpoint(*create_model(spec), tmp_path / "base")
@@ -149,9 +148,109 @@ def test_anchor_stage_points_the_media_tokens_at_the_label_words(tiny_parts, tmp
             sims = torch.nn.functional.cosine_similarity(z[0].mean(0)[None], words, dim=-1)
             assert labels[int(sims.argmax())] == lab, (m, lab, sims)
 
+    # text-only rows: nothing to anchor; the stage is skipped and says so, the LoRA stage still runs,
+    # and the checkpoint does not claim media-trained projectors (analyze keeps answering from text)
     data.write_text(json.dumps(chat) + "\n")
-    try:
-        train(load_recipe("cpu-default", [*sets[:-1], "stages=[{name: anchor, max_steps: 2}]"]), tmp_path / "out2")
-        raise AssertionError("the anchor stage ran without labelled rows")
-    except DeemoError as e:
-        assert "anchor stage needs rows with media and a label" in str(e)
+    out2 = train(load_recipe("cpu-default", [*sets[:-1], "stages=[{name: anchor, max_steps: 2}, {name: finetune, max_steps: 1}]"]), tmp_path / "out2")
+    stages = json.loads((out2 / "train_summary.json").read_text())["stages"]
+    assert stages[0] == {"stage": "anchor", "steps": 0, "skipped": "no rows with media and a label of their label_set"} and stages[1]["steps"] == 1
+    assert not load_checkpoint(out2)[0].config.projectors_trained
+
+
+def _subject_rows(media_dir, n_subjects: int, per_subject: int = 2):
+    rec = {"schema_version": "1", "kind": "recognition", "split": "train", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4")}
+    return [{**rec, "id": f"s{s}-{i}", "subject": f"subj{s}", "label": lab,
+             "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": f"Clip {s}.{i}: emotion?"}]}, {"role": "assistant", "content": f"Emotion: {lab}."}]}
+            for s in range(n_subjects) for i, lab in enumerate(["happy", "sad"][:per_subject])]
+
+
+def test_folds_hold_whole_subjects_and_are_seeded(tiny, media_dir, tmp_path):
+    from deemo_llama.errors import DeemoError
+    from deemo_llama.training.crossfit import fold_of
+    from deemo_llama.training.rows import tokenize_rows
+
+    _, proc = tiny
+    ex = tokenize_rows(_subject_rows(media_dir, 6), proc, tmp_path)
+    folds = fold_of(ex, range(len(ex)), 3, seed=0)
+    by_subject = {}
+    for i, f in folds.items():
+        by_subject.setdefault(ex[i].row["subject"], set()).add(f)
+    assert all(len(v) == 1 for v in by_subject.values())  # a subject never spans two folds
+    assert sorted(sum(1 for f in folds.values() if f == k) for k in range(3)) == [4, 4, 4]
+    assert fold_of(ex, range(len(ex)), 3, seed=0) == folds and fold_of(ex, range(len(ex)), 3, seed=1) != folds
+    with pytest.raises(DeemoError, match="needs at least 7 subjects"):
+        fold_of(ex, range(len(ex)), 7, seed=0)
+
+
+def test_out_of_fold_tokens_come_from_the_copy_that_never_saw_the_clip(tiny, media_dir, tmp_path):
+    """Within ``out_of_fold`` an anchored row's projected tokens are exactly its fold copy's; a row
+    outside the folds keeps the model's own; outside the context the model is unchanged."""
+    import copy
+
+    from deemo_llama.modeling import MediaInputs
+    from deemo_llama.training.crossfit import out_of_fold
+    from deemo_llama.training.rows import tokenize_rows
+
+    model, proc = tiny
+    model.eval()
+    ex = tokenize_rows(_subject_rows(media_dir, 2, per_subject=1) + _subject_rows(media_dir, 1, per_subject=1), proc, tmp_path)
+    copies = []
+    for k in range(2):
+        c = copy.deepcopy(model.projectors)
+        for p in c.parameters():
+            p.data.normal_(0, 1, generator=torch.Generator().manual_seed(k))
+        copies.append(c)
+    enc = {n: torch.randn(3, m.num_tokens, m.encoder.feature_dim) for n, m in model.config.modalities.items()}
+    media = MediaInputs(encoded=enc)
+    own = model.embed_media(media)
+    folds = {0: 1, 1: 0}  # rows 0 and 1 anchored (folds 1 and 0), row 2 not
+    with out_of_fold(model, copies, folds, [0, 1, 2], list(ex), media):
+        got = model.embed_media(media)
+    for m in enc:
+        for i, k in folds.items():
+            want = copies[k][m](enc[m][i : i + 1])[0]
+            torch.testing.assert_close(got[m][i], want)
+            assert not torch.allclose(got[m][i], own[m][i])
+        assert torch.equal(got[m][2], own[m][2])
+    assert all(torch.equal(model.embed_media(media)[m], own[m]) for m in enc)
+
+
+def test_cross_fitted_run_resumed_after_the_anchor_stage_ends_the_same(tiny, media_dir, tmp_path):
+    """anchor (folds 2) -> finetune (projectors frozen): the fold copies are saved with the stage-end
+    checkpoint and a run resumed from there ends with the same LoRA weights and losses; the projectors
+    saved are the anchor stage's own (trained on all clips), and the summary reports the anchor's
+    out-of-fold and validation accuracy."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from deemo_llama.build import load_checkpoint, save_checkpoint
+    from deemo_llama.training import load_recipe, train
+
+    model, proc = tiny
+    save_checkpoint(model, proc, tmp_path / "base")
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _subject_rows(media_dir, 4)))
+    sets = [f"data.train={tmp_path / 'd.jsonl'}", f"data.validation={tmp_path / 'd.jsonl'}", f"model.checkpoint={tmp_path / 'base'}", f"data.feature_cache_dir={tmp_path / 'features'}", "grad_accum=1", "lora.r=4", "lora.alpha=8",
+            "lora.dropout=0.0", "stages=[{name: anchor, epochs: 2, lr: 0.01, folds: 2, label_smoothing: 0.1}, {name: finetune, max_steps: 4, lr: 0.01, projector_lr: 0}]", "checkpointing.every_steps=100"]
+    ref = train(load_recipe("cpu-default", sets), tmp_path / "ref")
+    summary = json.loads((ref / "train_summary.json").read_text())
+    anchor = summary["stages"][0]
+    assert set(anchor["anchor_oof_accuracy"]) == set(anchor["anchor_val_accuracy"]) == {"audio", "video"}
+    stage_end = ref / "checkpoints" / "step-0000016"  # 2 epochs x 8 rows: the checkpoint at the anchor stage's end
+    copies = load_file(str(stage_end / "fold_projectors.safetensors"))
+    assert {k.split(".")[0] for k in copies} == {"0", "1"}
+    # a crash after the anchor stage: only its checkpoint is left
+    run = tmp_path / "run"
+    shutil.copytree(ref, run, ignore=shutil.ignore_patterns("train_summary.json", "step-0000019*"))
+    for p in run.glob("checkpoints/step-*"):
+        if p.name != "step-0000016":
+            shutil.rmtree(p)
+    (run / "train_summary.json").unlink(missing_ok=True)
+    resumed = train(load_recipe("cpu-default", sets), run, resume=True)
+    wa, wb = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (ref, resumed))
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
+    a, b = (json.loads((d / "train_summary.json").read_text()) for d in (ref, resumed))
+    assert abs(a["last_loss"] - b["last_loss"]) < 1e-6 and b["resumed"]
+    trained, _ = load_checkpoint(ref)
+    anchored = load_file(str(stage_end / "trainable.safetensors"))
+    assert all(torch.equal(trained.get_parameter(n).detach(), t) for n, t in anchored.items() if n.startswith("projectors."))

@@ -24,9 +24,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..errors import DeemoError
+from ..fsio import atomic_write_text
 from ..evidence import EVIDENCE_VERSION, PROFILES
 from ..prompting import PROMPT_VERSION
 from .labels import LabelSet, get_label_set
@@ -89,14 +90,6 @@ class BuildReport:
         return self.built / self.seconds if self.seconds > 0 else 0.0
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def safe_name(clip_id: str) -> str:
@@ -180,14 +173,14 @@ def process(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:
         media = next((work / n for n in ("video.mp4", "audio.wav") if (work / n).is_file() and n in deid.get("outputs", [])), None)
         given = job.row.transcript if options.transcript == "auto" else None
         ev = _PIPELINE.run(job.src, key=job.row.id, transcript=given)
-        _atomic_write(work / "evidence.json", json.dumps(ev.to_dict(), indent=1) + "\n")
+        atomic_write_text(work / "evidence.json", json.dumps(ev.to_dict(), indent=1) + "\n")
         rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
         rows = make_rows(job.row, ev, job.label, label_set, rel(media) if media else None, rel(work / "evidence.json"), options.kinds)
     except Exception as e:  # a bad clip is reported in errors.json; the build goes on
         msg = str(e) if isinstance(e, DeemoError) else f"{type(e).__name__}: {e}"
         return {"clip_id": job.row.id, "error": msg, "line": job.row.line, "clip": job.row.clip}
     record = {"key": job.key, "clip_id": job.row.id, "seconds": round(time.perf_counter() - t, 3), "failures": ev.failures, "rows": rows}
-    _atomic_write(work / RECORD, json.dumps(record) + "\n")
+    atomic_write_text(work / RECORD, json.dumps(record) + "\n")
     return record
 
 
@@ -289,9 +282,9 @@ def build_dataset(manifest: str | Path, out: str | Path, options: BuildOptions |
         for r in rec["rows"]:
             per_split[splits[j.row.id]].append(json.dumps({**r, "split": splits[j.row.id]}, ensure_ascii=False))
     for s, lines in per_split.items():
-        _atomic_write(out / f"{s}.jsonl", "".join(line + "\n" for line in lines))
+        atomic_write_text(out / f"{s}.jsonl", "".join(line + "\n" for line in lines))
     err_list = [errors[j.row.id] for j in jobs if j.row.id in errors]
-    _atomic_write(out / "errors.json", json.dumps(err_list, indent=1) + "\n")
+    atomic_write_text(out / "errors.json", json.dumps(err_list, indent=1) + "\n")
     seconds = time.perf_counter() - t0
     report = BuildReport(out, len(jobs), built, cached, len(err_list), {s: len(v) for s, v in per_split.items()}, seconds, err_list)
     summary = {
@@ -308,5 +301,5 @@ def build_dataset(manifest: str | Path, out: str | Path, options: BuildOptions |
         "seconds": round(seconds, 2),
         "versions": {"schema": SCHEMA_VERSION, "prompt": PROMPT_VERSION, "evidence": EVIDENCE_VERSION, "templates": TEMPLATE_VERSION, "builder": BUILDER_VERSION},
     }
-    _atomic_write(out / "build.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "build.json", json.dumps(summary, indent=1) + "\n")
     return report

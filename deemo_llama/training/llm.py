@@ -6,11 +6,10 @@ Data: JSONL rows of instruction_data/row.schema.json (``deemo data build``); ``m
 the JSONL file) feeds the video parts (sampled frames) and audio parts (its audio track); ``tools``
 of tool-use rows are rendered into the system turn. Only assistant tokens carry labels.
 
-Stages: ``anchor`` (optional, first) trains the projectors alone, without the LLM: each labelled
-clip's projected tokens, averaged per modality, are classified against the LLM's own embeddings of
-the label words (cosine similarity, cross-entropy; the text-side alignment that BLIP-2 runs before
-it connects the LLM), so the media tokens start out pointing at words the LLM already reads; it
-costs a projector pass per clip, so it can run for many epochs. ``align`` trains the projectors
+Stages: ``anchor`` (first, when present) trains the projectors alone, without the LLM, towards the
+LLM's own embeddings of the label words (training/anchor.py), and with ``folds`` it cross-fits
+(training/crossfit.py): the later stages read each anchored clip's tokens from a fold copy of the
+projectors that never saw it. ``align`` trains the projectors
 through the frozen LLM; ``finetune`` the projectors and LoRA on the LLM. The
 encoders are frozen, so their pooled outputs are computed once per clip (training/features.py);
 rows stream through ``datasets`` into a memory-mapped Arrow table of token ids, tokenised once
@@ -31,7 +30,6 @@ import random
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -41,9 +39,12 @@ from tqdm.auto import tqdm
 from ..assets import cache_dir
 from ..errors import DeemoError
 from ..modeling import DeemoLlamaForConditionalGeneration, MediaInputs
-from ..processing import DeemoProcessor, count_media
+from ..processing import DeemoProcessor
+from .anchor import anchor_loss, anchors_of
+from .crossfit import anchor_accuracy, fold_of, out_of_fold, train_fold_projectors
 from .features import FeatureCache
 from .recipe import LoraRecipe, Recipe, StageRecipe
+from .rows import Example, batch_inputs, check_rows, tokenize_file
 
 
 def apply_lora(model: DeemoLlamaForConditionalGeneration, settings: LoraRecipe) -> DeemoLlamaForConditionalGeneration:
@@ -60,46 +61,6 @@ def apply_lora(model: DeemoLlamaForConditionalGeneration, settings: LoraRecipe) 
 
 def trainable_parameter_names(model: torch.nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
-
-
-def check_rows(path: Path) -> Path:
-    """Check a JSONL instruction file (row.schema.json, as ``deemo data build`` writes it) with the one
-    validator (``deemo data validate``), line by line; the first problem is the error, naming its line."""
-    from ..data.validate import iter_problems
-
-    path = Path(path)
-    problems = [p for _, p in iter_problems(path, probe=False) if p is not None]
-    if problems:
-        more = f" (and {len(problems) - 1} more problem(s); run `deemo data validate {path}`)" if len(problems) > 1 else ""
-        raise DeemoError(problems[0].format(path) + more)
-    return path
-
-
-def load_records(path: Path) -> list[dict]:
-    """The rows of a checked JSONL instruction file, as dicts (small files: probes, tests)."""
-    path = check_rows(path)
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not records:
-        raise DeemoError(f"{path}: no records")
-    return records
-
-
-def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
-    """Token ids + labels + decoded media for one record."""
-    from ..media import load_clip_for
-
-    ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
-    n = count_media(rec["messages"])
-    videos, audios = [], []
-    if n["video"] or n["audio"]:
-        clip = load_clip_for(processor.config, root / rec["media"])
-        if n["video"] and not clip.has_video:
-            raise DeemoError(f"{rec['media']}: record asks for video but the file has none")
-        if n["audio"] and not clip.has_audio:
-            raise DeemoError(f"{rec['media']}: record asks for audio but the file has none")
-        videos = [clip.frames] * n["video"]
-        audios = [clip.audio] * n["audio"]
-    return {"input_ids": ids, "labels": labels, "videos": videos, "audios": audios}
 
 
 def _rows_file(ref: str, what: str) -> Path:
@@ -137,124 +98,6 @@ def resolve_device(recipe: Recipe) -> torch.device:
     return device
 
 
-IGNORE = -100
-
-
-@dataclass
-class Example:
-    """One tokenised row; its media are fetched per batch (``modalities``: one entry per media part)."""
-
-    id: str
-    input_ids: list[int]
-    labels: list[int]
-    clip: str | None
-    modalities: tuple[str, ...]
-    row: dict
-
-
-class TokenizedRows(Sequence[Example]):
-    """Rows tokenised once into an Arrow table (``datasets``), memory-mapped when it came from a file:
-    ``len()``, ``[i]`` and iteration give :class:`Example` objects, built on access, so a corpus of any
-    size costs its token ids on disk, not its rows in RAM (the clips' features load per batch)."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def _example(self, r: dict) -> Example:
-        return Example(r["id"], r["input_ids"], r["labels"], r["clip"] or None, tuple(r["modalities"]), json.loads(r["row"]))
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self._example(r) for r in self.table.select(range(*i.indices(len(self))))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        return self._example(self.table[i % len(self)])
-
-    def __iter__(self):
-        for r in self.table:
-            yield self._example(r)
-
-
-def _tokenizer(processor: DeemoProcessor, root: Path):
-    def fn(batch: dict) -> dict:
-        out: dict[str, list] = {"id": [], "input_ids": [], "labels": [], "clip": [], "modalities": []}
-        for line in batch["row"]:
-            rec = json.loads(line)
-            ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
-            n = count_media(rec["messages"])
-            clip = ""
-            if n["video"] or n["audio"]:
-                p = Path(rec["media"])
-                clip = str(p if p.is_absolute() else root / p)
-            for k, v in (("id", rec["id"]), ("input_ids", ids), ("labels", labels), ("clip", clip), ("modalities", ["video"] * n["video"] + ["audio"] * n["audio"])):
-                out[k].append(v)
-        return out
-
-    return fn
-
-
-def _processor_fingerprint(processor: DeemoProcessor) -> str:
-    """What the token ids of a row depend on: the tokenizer, the chat template, the media placeholders."""
-    import hashlib
-
-    tok = processor.tokenizer
-    h = hashlib.sha256(json.dumps({"vocab": sorted(tok.get_vocab().items()), "template": tok.chat_template, "special": tok.all_special_tokens,
-                                   "media": {n: [m.placeholder, m.placeholder_id, m.num_tokens] for n, m in sorted(processor.config.modalities.items())}}, default=str).encode())
-    return h.hexdigest()[:16]
-
-
-def tokenize_file(path: Path, processor: DeemoProcessor, kinds: Sequence[str] | None = None, cache: Path | None = None) -> TokenizedRows:
-    """A validated rows file -> :class:`TokenizedRows`, streamed through ``datasets``: the JSONL is read
-    line by line into an Arrow table under ``cache`` and tokenised once (``Dataset.map``); a rerun (or
-    ``--resume``) on the same file, kinds and tokenizer reuses it."""
-    import datasets
-
-    from ..hashing import file_digest
-
-    path = Path(path)
-    key = f"{file_digest(path)[:16]}-{_processor_fingerprint(processor)}-{'+'.join(sorted(kinds or ())) or 'all'}"
-    cache = Path(cache or cache_dir() / "rows").expanduser()
-    cache.mkdir(parents=True, exist_ok=True)
-    raw = datasets.Dataset.from_generator(_jsonl_lines, gen_kwargs={"path": str(path), "kinds": tuple(kinds or ()), "key": key}, features=datasets.Features({"row": datasets.Value("string")}),
-                                          cache_dir=str(cache / "raw"))
-    table = raw.map(_tokenizer(processor, path.parent), batched=True, batch_size=256, cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
-    return TokenizedRows(table)
-
-
-def _jsonl_lines(path: str, kinds: tuple[str, ...], key: str):
-    """The rows of ``path`` (of ``kinds``), one JSON string each; ``key`` only fingerprints the file."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip() and (not kinds or json.loads(line).get("kind") in kinds):
-                yield {"row": line.strip()}
-
-
-def tokenize_rows(records: list[dict], processor: DeemoProcessor, root: Path) -> TokenizedRows:
-    """In-memory rows (a test, a probe) -> :class:`TokenizedRows` by the same tokeniser as files."""
-    import datasets
-
-    raw = datasets.Dataset.from_dict({"row": [json.dumps(r) for r in records]})
-    return TokenizedRows(raw.map(_tokenizer(processor, Path(root)), batched=True, batch_size=256, keep_in_memory=True, desc="tokenising") if records else raw)
-
-
-def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: FeatureCache):
-    """Pad the tokens; stack each modality's cached encoder features in prompt order."""
-    inputs = processor.collate([{"input_ids": e.input_ids, "labels": e.labels} for e in batch])
-    encoded: dict[str, list[torch.Tensor]] = {}
-    for e in batch:
-        if not e.modalities:
-            continue
-        feats = features.get(e.clip, sorted(set(e.modalities)))
-        for m in e.modalities:
-            encoded.setdefault(m, []).append(feats[m])
-    if encoded:
-        inputs.media = MediaInputs(encoded={k: torch.stack(v) for k, v in encoded.items()})
-    return inputs
-
-
 @contextmanager
 def zero_modalities(model, names: Iterable[str] | Mapping[str, torch.Tensor]):
     """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
@@ -288,63 +131,18 @@ def modality_dropout(media: MediaInputs | None, p: float) -> dict[str, torch.Ten
     return {m: torch.rand(n) < p for m, n in media.modalities.items()}
 
 
-ANCHOR_TEMPERATURE = 0.1  # CLIP-style: cosine similarities / 0.1 as logits
-
-
-def anchors_of(example: Example) -> bool:
-    """Can the anchor stage use this row: media and a label of its own label set."""
-    labels = (example.row.get("label_set") or {}).get("labels") or []
-    return bool(example.modalities) and example.row.get("label") in labels
-
-
-def label_embeddings(model, processor: DeemoProcessor, labels: Sequence[str]) -> torch.Tensor:
-    """[len(labels), hidden]: each label word as the LLM reads it in an answer (the mean of the
-    input embeddings of its tokens, with the space before it)."""
-    table = model.get_input_embeddings().weight
-    return torch.stack([table[processor.tokenizer(" " + lab, add_special_tokens=False).input_ids].mean(0) for lab in labels]).detach()
-
-
-def anchor_loss(model, processor: DeemoProcessor, batch: list[Example], media: MediaInputs, anchors: dict[tuple[str, ...], torch.Tensor]) -> torch.Tensor:
-    """The anchor stage's loss: per item and modality, the projected tokens' mean classified among
-    the row's label words (``label_embeddings``, cached in ``anchors`` per label set) by cosine
-    similarity; cross-entropy averaged over items and modalities."""
-    import torch.nn.functional as F
-
-    embeds = model.embed_media(media)  # {modality: [N, T, H]}, items in prompt order
-    seen = dict.fromkeys(embeds, 0)
-    losses = []
-    for e in batch:
-        labels = tuple(e.row["label_set"]["labels"])
-        if labels not in anchors:
-            anchors[labels] = label_embeddings(model, processor, labels)
-        target = torch.tensor([labels.index(e.row["label"])], device=anchors[labels].device)
-        for m in e.modalities:
-            z = embeds[m][seen[m]].mean(0)
-            seen[m] += 1
-            logits = F.cosine_similarity(z[None].to(anchors[labels].dtype), anchors[labels], dim=-1) / ANCHOR_TEMPERATURE
-            losses.append(F.cross_entropy(logits[None], target))
-    return torch.stack(losses).mean()
-
-
-def _stage_trainables(model: DeemoLlamaForConditionalGeneration, stage: StageRecipe) -> list[torch.nn.Parameter]:
-    """anchor, align: projectors only; finetune: projectors + LoRA. Encoders and base weights stay frozen."""
+def _stage_param_groups(model: DeemoLlamaForConditionalGeneration, stage: StageRecipe, lr: float) -> list[dict]:
+    """The optimiser's parameter groups. anchor, align: projectors only; finetune: projectors + LoRA,
+    the projectors at ``stage.projector_lr`` when set (0: frozen). Encoders and base weights stay frozen."""
     for n, p in model.language_model.named_parameters():
         p.requires_grad_(stage.trains_lora and "lora_" in n)
-    model.projectors.requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _schedule(stage: StageRecipe, total: int):
-    warmup = int(stage.warmup_ratio * total)
-
-    def factor(s: int) -> float:
-        w = min(1.0, (s + 1) / max(1, warmup))
-        if stage.scheduler == "constant":
-            return w
-        frac = min(s, total) / total
-        return w * (0.5 * (1 + math.cos(math.pi * frac)) if stage.scheduler == "cosine" else 1.0 - frac)
-
-    return factor
+    proj_lr = lr if stage.projector_lr is None else stage.projector_lr
+    model.projectors.requires_grad_(proj_lr > 0)
+    groups = [{"params": [p for p in model.projectors.parameters()], "lr": proj_lr}] if proj_lr > 0 else []
+    lora = [p for p in model.language_model.parameters() if p.requires_grad]
+    if lora:
+        groups.append({"params": lora, "lr": lr})
+    return groups
 
 
 def _order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
@@ -407,10 +205,11 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" in n or n.startswith("projectors.")}
 
 
-def save_training_state(out: Path, model, processor: DeemoProcessor, opt, sched, state: dict, keep_last: int) -> Path:
+def save_training_state(out: Path, model, processor: DeemoProcessor, opt, sched, state: dict, keep_last: int, fold_copies: Sequence = ()) -> Path:
     """``out/checkpoints/step-<N>/``: a project checkpoint (``deemo analyze --checkpoint``, the gateway
     and vLLM load it like the final one) plus what ``--resume`` needs (trainable weights, optimiser,
-    scheduler, RNG, data position); ``state.json`` is written last, its presence = complete."""
+    scheduler, RNG, data position, the anchor stage's fold copies of the projectors when it
+    cross-fits); ``state.json`` is written last, its presence = complete."""
     from safetensors.torch import save_file
 
     from ..build import save_checkpoint
@@ -419,9 +218,10 @@ def save_training_state(out: Path, model, processor: DeemoProcessor, opt, sched,
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.config.projectors_trained = True  # the saved config says what the checkpoint holds
     save_checkpoint(model, processor, tmp)
     save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
+    if fold_copies:
+        save_file({f"{k}.{n}": t.detach().cpu().contiguous() for k, c in enumerate(fold_copies) for n, t in c.state_dict().items()}, str(tmp / FOLD_FILE))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
     shutil.rmtree(d, ignore_errors=True)
@@ -434,6 +234,24 @@ def save_training_state(out: Path, model, processor: DeemoProcessor, opt, sched,
     for stale in (out / "checkpoints").glob("step-*.del"):  # a delete an earlier kill interrupted
         shutil.rmtree(stale, ignore_errors=True)
     return d
+
+
+FOLD_FILE = "fold_projectors.safetensors"
+
+
+def _load_fold_copies(path: Path, model) -> list[torch.nn.ModuleDict]:
+    """The anchor stage's fold copies of the projectors, as :func:`save_training_state` wrote them."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    flat = load_file(str(path))
+    copies = []
+    for k in range(1 + max(int(n.split(".", 1)[0]) for n in flat)):
+        c = copy.deepcopy(model.projectors)
+        c.load_state_dict({n.split(".", 1)[1]: t for n, t in flat.items() if n.split(".", 1)[0] == str(k)})
+        copies.append(c.requires_grad_(False).eval())
+    return copies
 
 
 def _complete_checkpoints(out: Path) -> list[Path]:
@@ -516,11 +334,19 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                     features.get(e.clip, sorted(set(e.modalities)))
 
     state = {"stage_index": 0, "step": 0, "epoch": 0, "batch_pos": 0, "global_step": 0, "stages": [], "samples": 0, "train_seconds": 0.0}
+    # cross-fitting (training/crossfit.py): the projectors as loaded, where the anchor stage's fold copies start
+    init_projectors = {k: v.detach().clone() for k, v in model.projectors.state_dict().items()}
+    folds: dict[int, int] = {}
+    fold_copies: list = []
     if ckpt_dir is not None:
         state = json.loads((ckpt_dir / "state.json").read_text())
         for n, t in load_file(str(ckpt_dir / "trainable.safetensors")).items():
             model.get_parameter(n).data.copy_(t.to(model.get_parameter(n).dtype))
         _truncate_metrics(out / "metrics.jsonl", state["global_step"])
+        if (ckpt_dir / FOLD_FILE).is_file():
+            fold_copies = [c.to(accelerator.device) for c in _load_fold_copies(ckpt_dir / FOLD_FILE, model)]
+            anchor = recipe.stages[0]
+            folds = fold_of(examples, [i for i in range(len(examples)) if anchors_of(examples[i])], anchor.folds, recipe.seed)
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(dump_recipe(recipe))
@@ -537,21 +363,29 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                         writer.add_scalar(f"{row['stage']}/{k}", v, row["global_step"])
 
     model.train()
-    model.config.projectors_trained = True  # validation scores it as the trained checkpoint it becomes (scoring.calibrates)
+    # the checkpoint this becomes has projectors trained on media when any row has media (text-only rows
+    # leave them as they were: `deemo analyze` then keeps answering from text); validation scores it so
+    model.config.projectors_trained = model.config.projectors_trained or any(len(m) for m in examples.table["modalities"])
     anchors: dict[tuple[str, ...], torch.Tensor] = {}  # label set -> its label words' embeddings (anchor stage)
     t_start = time.perf_counter()
     for si in range(state["stage_index"], len(recipe.stages)):
         stage = recipe.stages[si]
-        params = _stage_trainables(model, stage)
-        opt = torch.optim.AdamW(params, lr=stage.lr or recipe.optimizer.lr, betas=tuple(recipe.optimizer.betas), weight_decay=recipe.optimizer.weight_decay)
+        groups = _stage_param_groups(model, stage, stage.lr or recipe.optimizer.lr)
+        params = [p for g in groups for p in g["params"]]
+        wd = recipe.optimizer.weight_decay if stage.weight_decay is None else stage.weight_decay
+        opt = torch.optim.AdamW(groups, betas=tuple(recipe.optimizer.betas), weight_decay=wd)
         # the rows this stage reads, by index: the anchor stage, the labelled clips only
         pool = [i for i in range(len(examples)) if anchors_of(examples[i])] if stage.name == "anchor" else range(len(examples))
-        if not len(pool):
-            raise DeemoError(f"{train_file}: the anchor stage needs rows with media and a label of their label_set; there are none")
+        if not len(pool):  # e.g. text-only rows: nothing to anchor; said in the summary and on stderr
+            reason = "no rows with media and a label of their label_set"
+            tqdm.write(f"stage {si + 1}/{len(recipe.stages)} anchor skipped: {reason}")
+            state["stages"].append({"stage": stage.name, "steps": 0, "skipped": reason})
+            state.update(stage_index=si + 1, step=0, epoch=0, batch_pos=0)
+            continue
         per_epoch = math.ceil(len(pool) / recipe.batch_size)
         steps_per_epoch = math.ceil(per_epoch / recipe.grad_accum)
         total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage, total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, stage.lr_lambda(total))
         wrapped, opt = accelerator.prepare(model, opt)
         if ckpt_dir is not None and si == state["stage_index"]:  # resuming inside this stage (or at its start)
             saved = torch.load(ckpt_dir / "optim.pt", weights_only=False)
@@ -569,14 +403,15 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
             order = _order(len(pool), recipe.seed, si, state["epoch"])
             n_batches = math.ceil(len(order) / recipe.batch_size)
             for bi in range(state["batch_pos"], n_batches):
-                batch = [examples[pool[j]] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]  # rows read per batch
+                idx = [pool[j] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]
+                batch = [examples[i] for i in idx]  # rows read per batch
                 inputs = batch_inputs(batch, processor, features).to(accelerator.device)
                 stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
                 if stage.name == "anchor":  # no LLM pass; outside the wrapped forward, so gradients are averaged by hand below
-                    loss = anchor_loss(model, processor, batch, inputs.media, anchors)
+                    loss = anchor_loss(model, processor, batch, inputs.media, anchors, stage.label_smoothing, stage.word_weight)
                 else:
                     dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
-                    with zero_modalities(model, dropped):
+                    with out_of_fold(model, fold_copies, folds, idx, batch, inputs.media), zero_modalities(model, dropped):
                         loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                 accelerator.backward(loss / recipe.grad_accum)
                 if stage.name == "anchor" and stepping and accelerator.num_processes > 1:
@@ -609,7 +444,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 if every and state["global_step"] % every == 0 and state["step"] < total and accelerator.is_main_process:
                     state["train_seconds"] += time.perf_counter() - t_stage
                     t_stage = time.perf_counter()
-                    save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last)
+                    save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last, fold_copies)
                 if state["step"] >= total:
                     break
             else:
@@ -620,6 +455,16 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         bar.close()
         state["train_seconds"] += time.perf_counter() - t_stage
         info = {"stage": stage.name, "steps": state["step"], "last_loss": losses[-1] if losses else None}
+        if stage.name == "anchor":
+            # how well the anchored projectors generalise: nearest label word to each clip's mean token
+            # on the validation split, and out of fold on the training clips when cross-fitting
+            if stage.folds > 1:
+                folds = fold_of(examples, pool, stage.folds, recipe.seed)
+                fold_copies = train_fold_projectors(model, processor, examples, folds, features, stage, recipe, init_projectors, recipe.batch_size)
+                info["anchor_oof_accuracy"] = anchor_accuracy(model, processor, examples, features, folds, fold_copies)
+            val_anchored = [e for e in val_examples if anchors_of(e)]
+            if val_anchored:
+                info["anchor_val_accuracy"] = anchor_accuracy(model, processor, val_anchored, features)
         if val_examples:
             info |= evaluate(model, processor, val_examples, features, recipe.batch_size)
             log({"stage": stage.name, "step": state["step"], "global_step": state["global_step"], **{k: v for k, v in info.items() if k.startswith("val_")}})
@@ -627,7 +472,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         state.update(stage_index=si + 1, step=0, epoch=0, batch_pos=0)
         ckpt_dir = None
         if recipe.checkpointing.every_steps and si + 1 < len(recipe.stages) and accelerator.is_main_process:
-            save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last)
+            save_training_state(out, model, processor, opt, sched, state, recipe.checkpointing.keep_last, fold_copies)
     metrics.close()
     if writer is not None:
         writer.close()
@@ -635,9 +480,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     model.eval()
     if accelerator.is_main_process:
         save_checkpoint(model.to("cpu"), processor, out)
-        last = state["stages"][-1]
         summary = {"steps": state["global_step"], "examples": len(examples), "validation_examples": len(val_examples), "stages": state["stages"],
-                   "last_loss": last["last_loss"], "samples": state["samples"], "train_seconds": round(state["train_seconds"], 2),
+                   "last_loss": next((s["last_loss"] for s in reversed(state["stages"]) if "last_loss" in s), None), "samples": state["samples"], "train_seconds": round(state["train_seconds"], 2),
                    "samples_per_s": round(state["samples"] / max(1e-9, state["train_seconds"]), 3), "tokens_per_s": round(state.get("tokens", 0) / max(1e-9, state["train_seconds"]), 1),
                    "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None, "wall_seconds": round(time.perf_counter() - t_start, 1),
                    "feature_cache": {"enabled": features.enabled, "hits": features.hits, "misses": features.misses},

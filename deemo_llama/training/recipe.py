@@ -7,12 +7,14 @@ key.path=value`` overrides any field (list items by index: ``stages.0.lr=1e-3``)
 wrong types are one-line errors naming the key; the resolved recipe is saved beside the checkpoint
 (``recipe.yaml``).
 
-Stages, in order: ``align`` trains the projectors only (LLM and encoders frozen); ``finetune``
-trains the projectors and LoRA adapters on the LLM. Either can be run alone (``stages`` of one).
+Stages, in order: ``anchor`` trains the projectors alone against the LLM's label-word embeddings
+(no LLM pass); ``align`` trains the projectors only (LLM and encoders frozen); ``finetune`` trains
+the projectors and LoRA adapters on the LLM. Any one can be run alone (``stages`` of one).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -77,6 +79,16 @@ class StageRecipe:
     epochs: float = 1.0
     max_steps: int | None = None  # optimiser steps; None = epochs
     lr: float | None = None  # None = optimizer.lr
+    # the projectors' own learning rate in this stage (LLaVA's mm_projector_lr); None = the stage's lr,
+    # 0 = projectors frozen (e.g. LoRA learns to read projectors an anchor stage has trained)
+    projector_lr: float | None = None
+    weight_decay: float | None = None  # None = optimizer.weight_decay
+    # anchor stage only: label smoothing of its cross-entropy, and cross-fitting (training/crossfit.py):
+    # with folds K >= 2 the later stages read each anchored clip's tokens from one of K fold copies of
+    # the projectors that never saw it (by subject); the projectors saved are trained on all clips
+    label_smoothing: float = 0.0
+    word_weight: float = 0.0
+    folds: int = 1
     warmup_ratio: float = 0.05
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
 
@@ -85,10 +97,34 @@ class StageRecipe:
             raise ValueError(f"stage {self.name}: epochs must be > 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"stage {self.name}: max_steps must be >= 1")
+        if self.projector_lr is not None and (self.projector_lr < 0 or (self.projector_lr == 0 and not self.trains_lora)):
+            raise ValueError(f"stage {self.name}: projector_lr must be > 0" + ("" if self.trains_lora else " (the projectors are all this stage trains)"))
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"stage {self.name}: weight_decay must be >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"stage {self.name}: label_smoothing must be in [0, 1)")
+        if self.folds < 1:
+            raise ValueError(f"stage {self.name}: folds must be >= 1")
+        if self.name != "anchor" and (self.label_smoothing or self.word_weight or self.folds != 1):
+            raise ValueError(f"stage {self.name}: label_smoothing and folds belong to the anchor stage")
 
     @property
     def trains_lora(self) -> bool:
         return self.name == "finetune"
+
+    def lr_lambda(self, total: int):
+        """The learning-rate factor per optimiser step (``LambdaLR``): linear warm-up over
+        ``warmup_ratio`` of ``total`` steps, then the stage's schedule."""
+        warmup = int(self.warmup_ratio * total)
+
+        def factor(s: int) -> float:
+            w = min(1.0, (s + 1) / max(1, warmup))
+            if self.scheduler == "constant":
+                return w
+            frac = min(s, total) / total
+            return w * (0.5 * (1 + math.cos(math.pi * frac)) if self.scheduler == "cosine" else 1.0 - frac)
+
+        return factor
 
 
 @dataclass
@@ -134,6 +170,8 @@ class Recipe:
             raise ValueError(f"stages must be one or more of anchor, align, finetune, each once and in that order, got {names}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
+        if self.stages[0].name == "anchor" and self.stages[0].folds > 1 and any(s.name == "align" or s.projector_lr != 0 for s in self.stages[1:]):
+            raise ValueError("an anchor stage with folds > 1 needs the projectors frozen afterwards: no align stage, and finetune with projector_lr: 0")
 
 
 def recipe_names() -> list[str]:
