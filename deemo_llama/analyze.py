@@ -98,10 +98,10 @@ class Analyzer:
         self.scorer = HFLabelScorer(self.model, self.processor)
         self.load_s = time.perf_counter() - t0
 
-    def messages(self, evidence: Evidence, question: str | None = None) -> tuple[list[dict], list, list]:
+    def messages(self, evidence: Evidence, question: str | None = None, labels: tuple[str, ...] | None = None) -> tuple[list[dict], list, list]:
         """The prompt for ``evidence`` (the gateway builds the same) and the media it references."""
         parts, videos, audios = media_parts(self.mode, evidence, self.model.config.modalities)
-        return build_messages(evidence, self.labels, question, parts), videos, audios
+        return build_messages(evidence, labels or self.labels, question, parts), videos, audios
 
     def stream_reasoning(self, messages: list[dict], videos, audios, label: str, lead: str = "") -> Iterator[str]:
         """Greedy explanation of ``label`` opening with ``lead``: yields whole sentences, stops at a repeated one."""
@@ -124,14 +124,16 @@ class Analyzer:
         if text := flt.finish():
             yield text
 
-    def analyze(self, path: str | Path, on_reasoning: Callable[[str], None] | None = None, physiology: str | Path | None = None, physio_args: dict | None = None, question: str | None = None) -> AnalysisResult:
-        """Run the pipeline on a file; ``on_reasoning`` gets the reasoning as it is generated."""
+    def analyze(self, path: str | Path, on_reasoning: Callable[[str], None] | None = None, physiology: str | Path | None = None, physio_args: dict | None = None, question: str | None = None, labels: tuple[str, ...] | None = None) -> AnalysisResult:
+        """Run the pipeline on a file; ``on_reasoning`` gets the reasoning as it is generated;
+        ``labels``: this clip's label set (default: the analyzer's)."""
+        labels = tuple(labels or self.labels)
         t_all = time.perf_counter()
         ev = self.pipeline.run(path, physiology=physiology, physio_args=physio_args)
         timings = dict(ev.timings)
-        messages, videos, audios = self.messages(ev, question)
+        messages, videos, audios = self.messages(ev, question, labels)
         t = time.perf_counter()
-        scores = self.scorer.score(messages, self.labels, question, videos, audios)
+        scores = self.scorer.score(messages, labels, question, videos, audios)
         label = best(scores)
         timings["llm_label"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import AssetError
+from .fsio import atomic_write_json
 
 MANIFEST = "manifest.json"
 DEFAULT_CHECKPOINT = "deemo-default"
@@ -87,12 +88,6 @@ def _load_manifest(root: Path) -> dict:
         return json.loads((root / MANIFEST).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # -- conversion steps: each writes into an empty directory ----------------------------------------
@@ -209,10 +204,10 @@ def prepare_assets(force: bool = False, verify: bool = True, progress: bool = Tr
             files = _dir_checksums(target)
             digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
             manifest[step.name] = {"deps": deps, "files": files, "digest": digest, "built_s": round(time.perf_counter() - t0, 1)}
-            _write_json_atomic(root / MANIFEST, manifest)
+            atomic_write_json(root / MANIFEST, manifest)
             console.print(f"[green]built[/] {step.describe} in {time.perf_counter() - t0:.1f}s ({target})")
         out[step.name] = target
-    _write_json_atomic(root / MANIFEST, manifest)
+    atomic_write_json(root / MANIFEST, manifest)
     return out
 
 

@@ -7,6 +7,7 @@
     deemo sample OUT                write a synthetic talking-face clip
     deemo data synth|build|convert|validate|stats   instruction data (instruction_data/README.md)
     deemo train OUT --config RECIPE --set data.train=BUILT   align projectors, then LoRA (recipes: deemo_llama/recipes)
+    deemo eval run|report|judge|compare   batch evaluation over rows: metrics, fairness, reports (eval/README.md)
     deemo physio eval DATA --format deap|dreamer    subject-independent valence/arousal accuracy/F1
     deemo physio train DATA --format deap|dreamer   train the analyze_physiology model (--out DIR)
     deemo serve                     vLLM + the OpenAI-compatible gateway + the Gradio UI
@@ -35,6 +36,9 @@ app.add_typer(physio_app, name="physio")
 from .data.cli import data_app  # noqa: E402 (the sub-app imports its work lazily)
 
 app.add_typer(data_app, name="data")
+from .evaluation.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
 
 
 class DType(str, Enum):

@@ -328,6 +328,34 @@ def test_gateway_and_analyze_give_the_same_answer(hf_gateway, tiny_hf, tiny_path
     assert r.choices[0].message.content == f"Emotion: {local.label}. Reasoning: {local.reasoning}".rstrip()
 
 
+def test_eval_gives_the_same_numbers_through_the_gateway_and_in_process(hf_gateway, tiny_paths, clips, tmp_path):
+    """`deemo eval run` both ways on the same (tiny) checkpoint: through the gateway (2 in flight) and
+    in process (``analyze.Analyzer``): the same label, scores and findings per item, the same report."""
+    import json
+
+    from eval_fixtures import write_rows
+    from tiny import FixedTranscriber
+
+    from deemo_llama.analyze import Analyzer
+    from deemo_llama.evaluation.runner import EndpointBackend, LocalBackend, run
+    from deemo_llama.tools import ToolCache
+
+    write_rows(tmp_path / "rows.jsonl", 4, media="talk.mp4")
+    (tmp_path / "talk.mp4").write_bytes((clips / "talk.mp4").read_bytes())
+    run(tmp_path / "rows.jsonl", "recognition", tmp_path / "served", EndpointBackend(hf_gateway, concurrency=2, retries=0), progress=False)
+    analyzer = Analyzer(tiny_paths["checkpoint"], transcriber=FixedTranscriber(PLANTED), experts="fast", cache=ToolCache(tmp_path / "cache"))
+    run(tmp_path / "rows.jsonl", "recognition", tmp_path / "local", LocalBackend(analyzer=analyzer), progress=False)
+    a, b = ({r["id"]: r for r in map(json.loads, (tmp_path / d / "results.jsonl").read_text().splitlines())} for d in ("served", "local"))
+    assert set(a) == set(b) and len(a) == 4
+    for i in a:
+        assert a[i]["prediction"]["label"] == b[i]["prediction"]["label"]
+        for k, v in b[i]["reply"]["scores"].items():
+            assert abs(a[i]["reply"]["scores"][k] - v) < 2e-3
+        assert a[i]["reply"]["evidence"]["findings"] == b[i]["reply"]["evidence"]["findings"] and a[i]["reply"]["text"] == b[i]["reply"]["text"]
+    ma, mb = (json.loads((tmp_path / d / "report.json").read_text())["metrics"] for d in ("served", "local"))
+    assert ma == mb
+
+
 def test_streamed_equals_non_streamed(hf_gateway, clips):
     from openai import OpenAI
 

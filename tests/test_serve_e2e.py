@@ -5,6 +5,7 @@ A screenshot of the answered UI is saved under test-artifacts/ (CI keeps it)."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -117,6 +118,49 @@ def test_gateway_and_analyze_give_the_same_label_and_answer(stack, clip, tmp_pat
     served = Evidence.from_dict(ext["evidence"])
     assert served.transcript == local.transcript and finding_lines(served) == local.findings  # the same prompt
     assert r.choices[0].message.content == f"{answer_prefix(local.label)} {local.reasoning}"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A small synthetic test split built by our own data pipeline (transcripts from the clips' speech)."""
+    d = tmp_path_factory.mktemp("eval-data")
+    deemo = str(Path(sys.executable).parent / "deemo")
+    subprocess.run([deemo, "data", "synth", str(d / "synth"), "--clips", "18"], check=True, capture_output=True)
+    subprocess.run([deemo, "data", "build", str(d / "synth" / "manifest.jsonl"), str(d / "built"), "--experts", "none", "--kinds", "recognition,reasoning", "--split", "0.5,0.17,0.33", "--no-progress"], check=True, capture_output=True)
+    rows = [json.loads(x) for x in (d / "built" / "test.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "recognition" for r in rows) and any(r["kind"] == "reasoning" for r in rows)
+    return d / "built" / "test.jsonl"
+
+
+def test_eval_run_against_the_served_default_matches_in_process_and_the_judge_scores(stack, built, tmp_path):
+    """`deemo eval run` against the served embedded default (gateway + vLLM, 4 in flight) and in process
+    on the same checkpoint: the same label per item and the same figures; then a reasoning run judged
+    by the same server, its raw judge replies stored."""
+    deemo = str(Path(sys.executable).parent / "deemo")
+    common = ["--data", str(built), "--limit", "6", "--experts", "fast", "--json"]
+    served = subprocess.run([deemo, "eval", "run", "--task", "recognition", "--out", str(tmp_path / "served"), "--endpoint", stack["gateway"], "--concurrency", "4", *common], capture_output=True, text=True)
+    assert served.returncode == 0, served.stderr[-2000:]
+    local = subprocess.run([deemo, "eval", "run", "--task", "recognition", "--out", str(tmp_path / "local"), "--checkpoint", "default", *common], capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr[-2000:]
+    a, b = (json.loads(x.stdout) for x in (served, local))
+    assert a["n"] == b["n"] == 6 and a["metrics"]["parsed_from"] == {"scores": 6}
+    ra, rb = ({r["id"]: r for r in map(json.loads, (tmp_path / d / "results.jsonl").read_text().splitlines())} for d in ("served", "local"))
+    for i in ra:
+        assert ra[i]["prediction"]["label"] == rb[i]["prediction"]["label"], (i, ra[i]["reply"]["scores"], rb[i]["reply"]["scores"])
+        for k, v in rb[i]["reply"]["scores"].items():
+            assert abs(ra[i]["reply"]["scores"][k] - v) < 0.02
+        assert ra[i]["reply"]["evidence"]["findings"] == rb[i]["reply"]["evidence"]["findings"]
+    assert a["metrics"]["accuracy"]["value"] == b["metrics"]["accuracy"]["value"] and a["metrics"]["confusion"] == b["metrics"]["confusion"]
+    r = subprocess.run([deemo, "eval", "run", "--task", "reasoning", "--out", str(tmp_path / "reasoning"), "--endpoint", stack["gateway"], "--data", str(built), "--limit", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    j = subprocess.run([deemo, "eval", "judge", str(tmp_path / "reasoning"), "--endpoint", stack["gateway"], "--model", "deemo"], capture_output=True, text=True)
+    assert j.returncode == 0, j.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "reasoning" / "judge.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and all(x["reply"] for x in log)
+    rep = json.loads((tmp_path / "reasoning" / "report.json").read_text())["metrics"]
+    assert rep["judge"]["n"] == 3 and 0 <= rep["label_set_f1"]["value"] <= 1
+    html = (tmp_path / "served" / "report.html").read_text()
+    assert "data:image/png;base64," in html
 
 
 def test_ui_in_headless_chromium(stack, clip):

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import MediaError
+from ..fsio import atomic_write_json
 from ..media import SAMPLE_RATE, Clip, iter_frames, open_media, read_audio, stream_duration
 from .faces import Box, CenterFaceDetector, FaceMode, HaarFaceDetector, anonymize_frame
 from .speaker import cosine, speaker_embedding
@@ -159,11 +160,11 @@ class Deidentifier:
             t = time.perf_counter()
             tr = self.transcriber(anon)
             transcript = {"text": tr.text, "segments": [asdict(s) for s in tr.segments], "language": tr.language, "source": "anonymised audio", "model": str(o.whisper or "embedded whisper-tiny.en")}
-            _write_json_atomic(out_dir / "transcript.json", transcript)
+            atomic_write_json(out_dir / "transcript.json", transcript)
             report["transcript"] = {"words": len(tr.text.split()), "segments": len(tr.segments), "seconds": round(time.perf_counter() - t, 3)}
         report["outputs"] = sorted(p.name for p in out_dir.iterdir() if p.name != REPORT and not p.name.startswith("."))
         report["total_s"] = round(time.perf_counter() - t_start, 3)
-        _write_json_atomic(out_dir / REPORT, report)  # last: marks the clip as finished
+        atomic_write_json(out_dir / REPORT, report)  # last: marks the clip as finished
         return report
 
     def _video(self, container, stream, anon_audio: np.ndarray | None, dst: Path, src: Path) -> tuple[dict, dict]:
@@ -276,12 +277,6 @@ def _write_wav_atomic(path: Path, wave: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _remove_stale_temporaries(directory: Path) -> None:
     for p in directory.glob(".*.tmp*"):
         p.unlink()
@@ -339,7 +334,7 @@ def deidentify(input_path: str | Path, out_dir: str | Path, options: DeidOptions
             on_done(str(rel))
     if summary.failed or (out_dir / "errors.json").exists():
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(out_dir / "errors.json", summary.failed)
+        atomic_write_json(out_dir / "errors.json", summary.failed)
     return summary
 
 

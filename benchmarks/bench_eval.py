@@ -1,0 +1,86 @@
+"""`deemo eval run` throughput: items/s in process and against the served embedded default at
+concurrency 1 and 8, on the same rows, in one run (ratios vs in process).
+
+    .venv/bin/python benchmarks/bench_eval.py [--items 12] [--data ROWS.jsonl]
+
+Without --data, a small synthetic test split is built by our own pipeline (`deemo data synth`, then
+`deemo data build --experts none`). `deemo serve --no-ui` starts vLLM and the gateway (needs
+.venv-vllm: `bash scripts/setup-vllm.sh`). Each item runs the whole Evidence pipeline (de-identify,
+transcribe, the fast experts) and the label scorer and reasoning, on 2 cores the CPU-bound part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine, print_table, quiet
+
+DEEMO = str(Path(sys.executable).parent / "deemo")
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _eval(args: list[str]) -> float:
+    """Items/s of one `deemo eval run` (its own figure: items asked / seconds asking)."""
+    r = subprocess.run([DEEMO, "eval", "run", *args], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"deemo eval run failed:\n{r.stderr[-2000:]}")
+    line = next(x for x in r.stdout.splitlines() if " asked in " in x)
+    asked, secs = int(line.split()[0]), float(line.split(" asked in ")[1].split()[0])
+    return asked / secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=12)
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+    quiet()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = args.data
+        if data is None:
+            subprocess.run([DEEMO, "data", "synth", str(tmp / "synth"), "--clips", str(max(18, 3 * args.items))], check=True, capture_output=True)
+            subprocess.run([DEEMO, "data", "build", str(tmp / "synth" / "manifest.jsonl"), str(tmp / "built"), "--experts", "none", "--kinds", "recognition", "--split", "0.5,0.17,0.33", "--no-progress"], check=True, capture_output=True)
+            data = tmp / "built" / "test.jsonl"
+        common = ["--data", str(data), "--task", "recognition", "--limit", str(args.items)]
+        figs = {"in process (--checkpoint default)": _eval([*common, "--out", str(tmp / "local"), "--checkpoint", "default"])}
+        gw, vl = _ports(2)
+        log = open(tmp / "serve.log", "w")
+        proc = subprocess.Popen([DEEMO, "serve", "--no-ui", "--port", str(gw), "--vllm-port", str(vl), "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 900
+            while "all servers ready" not in (tmp / "serve.log").read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"deemo serve did not come up:\n{(tmp / 'serve.log').read_text()[-3000:]}")
+                time.sleep(2)
+            url = f"http://127.0.0.1:{gw}/v1"
+            for c in (1, 8):
+                figs[f"served, concurrency {c}"] = _eval([*common, "--out", str(tmp / f"c{c}"), "--endpoint", url, "--concurrency", str(c)])
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=120)
+        base = figs["in process (--checkpoint default)"]
+        print_table(f"deemo eval run, recognition, {args.items} items ({machine()})", [(k, f"{v:.3f} items/s ({v / base:.2f}x)") for k, v in figs.items()])
+        print(json.dumps(figs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Run a task over a data file against a system, one result line per item, resumable.
+
+    deemo eval run --data built/test.jsonl --task recognition --out runs/a --checkpoint DIR     (in process)
+    deemo eval run --data built/test.jsonl --task recognition --out runs/b --endpoint URL/v1    (any OpenAI-compatible server)
+
+Two backends ask the same :class:`~deemo_llama.evaluation.tasks.Item`:
+- :class:`LocalBackend`: ``analyze.Analyzer`` in this process, the same Evidence pipeline, prompt
+  and label scorer as ``deemo analyze`` (no server).
+- :class:`EndpointBackend`: chat completions through the ``openai`` client (async, a bounded number
+  in flight, its retries with exponential backoff on 429, 5xx and dropped connections, honouring
+  Retry-After), temperature 0 and a fixed seed. The clip goes as a data URL video part; against
+  the deemo gateway the ``deemo`` extension asks for the row's label set and returns the label
+  distribution, so both backends pick labels the same way; any other server answers in text and
+  the label is extracted from it.
+Items whose request fails (after the retries) go to ``errors.jsonl`` and are asked again on the
+next start; finished ones are never asked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import DeemoError
+from ..fsio import append_jsonl
+from .store import RunStore
+from .tasks import Item, Reply, Task, get_task
+
+SEED = 0
+
+
+class Backend(Protocol):
+    concurrency: int
+
+    def describe(self) -> dict: ...
+
+    async def ask(self, item: Item) -> Reply: ...
+
+
+class LocalBackend:
+    """The checkpoint in this process (one item at a time, on a worker thread)."""
+
+    concurrency = 1
+
+    def __init__(self, checkpoint: str | Path | None = None, experts: str = "fast", device: str = "cpu", analyzer=None):
+        """``analyzer``: an ``analyze.Analyzer`` already loaded (else one for ``checkpoint``)."""
+        from ..analyze import Analyzer
+
+        self.analyzer = analyzer or Analyzer(checkpoint, experts=experts, device=device)
+        self.experts = self.analyzer.pipeline.spec.name if analyzer else experts
+
+    def describe(self) -> dict:
+        return {"kind": "checkpoint", "checkpoint": str(self.analyzer.checkpoint), "experts": self.experts, "mode": self.analyzer.mode}
+
+    def _ask(self, item: Item) -> Reply:
+        from ..prompting import answer_prefix
+
+        t = time.perf_counter()
+        self.analyzer.max_new_tokens = item.max_tokens
+        res = self.analyzer.analyze(item.media, question=item.question, labels=item.labels)
+        text = f"{answer_prefix(res.label)} {res.reasoning}".rstrip()  # the gateway's answer format
+        return Reply(text, res.label, res.scores, {"findings": res.findings, "transcript": res.transcript}, {"mode": res.mode, "timings": res.timings}, time.perf_counter() - t)
+
+    async def ask(self, item: Item) -> Reply:
+        return await asyncio.to_thread(self._ask, item)
+
+
+class EndpointBackend:
+    """An OpenAI-compatible server; ``deemo_extension`` for the deemo gateway (label set, experts)."""
+
+    def __init__(self, url: str, model: str = "deemo", api_key: str | None = None, concurrency: int = 4, retries: int = 5, timeout_s: float = 600.0, experts: str = "fast", deemo_extension: bool = True):
+        from openai import AsyncOpenAI
+
+        if concurrency < 1:
+            raise DeemoError("--concurrency must be at least 1")
+        self.url, self.model, self.experts, self.deemo_extension = url.rstrip("/"), model, experts, deemo_extension
+        self.concurrency = concurrency
+        self.client = AsyncOpenAI(base_url=self.url, api_key=api_key or "none", max_retries=retries, timeout=timeout_s)
+
+    def describe(self) -> dict:
+        return {"kind": "endpoint", "url": self.url, "model": self.model, "experts": self.experts if self.deemo_extension else None}
+
+    def request(self, item: Item) -> dict:
+        from ..serving.ui import user_content
+
+        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": user_content(item.question, item.media, None)}],
+                                "temperature": 0.0, "seed": SEED, "max_tokens": item.max_tokens}
+        if self.deemo_extension:
+            body["extra_body"] = {"deemo": {"labels": list(item.labels), "experts": self.experts}}
+        return body
+
+    async def ask(self, item: Item) -> Reply:
+        t = time.perf_counter()
+        resp = await self.client.chat.completions.create(**self.request(item))
+        ext = (resp.model_extra or {}).get("deemo") or {}
+        evidence = None
+        if ext.get("evidence"):  # the gateway's Evidence: the same findings `deemo analyze` reports
+            from ..evidence import Evidence
+            from ..prompting import finding_lines
+
+            ev = Evidence.from_dict(ext["evidence"])
+            evidence = {"findings": finding_lines(ev), "transcript": ev.transcript}
+        raw = resp.model_dump(exclude={"deemo"}) | {"deemo": {k: v for k, v in ext.items() if k not in ("evidence", "deidentified_media")}}
+        return Reply(resp.choices[0].message.content or "", ext.get("label"), ext.get("scores"), evidence, raw, time.perf_counter() - t)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_task_rows(data: Path, task: Task, split: str | None = None, limit: int | None = None) -> list[dict]:
+    """The rows of ``data`` the task evaluates (media paths resolved), checked first: a file that
+    fails ``deemo data validate`` is refused naming its first bad row."""
+    from ..data.dataset import load_rows
+    from ..data.validate import validate_file
+
+    if not data.is_file():
+        raise DeemoError(f"--data {data}: no such file (give a rows file, e.g. built/test.jsonl)")
+    n, problems = validate_file(data, probe=False)
+    if problems:
+        raise DeemoError(f"--data {problems[0].format(data)} ({len(problems)} problem(s); run `deemo data validate {data}`)")
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the run has its own bar; a 1-second load needs none
+    try:
+        rows = [r for r in load_rows(data, split=split) if task.accepts(r)]
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+    if not rows:
+        raise DeemoError(f"--data {data}: none of its {n} rows is a {'/'.join(task.kinds)} row{f' of split {split}' if split else ''}; build them with `deemo data build --kinds {task.kinds[0]}`")
+    return rows[:limit] if limit else rows
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    done: int
+    asked: int
+    errors: int
+    seconds: float
+
+    @property
+    def items_per_s(self) -> float:
+        return self.asked / self.seconds if self.seconds else 0.0
+
+
+async def _run(store: RunStore, task: Task, rows: list[dict], backend: Backend, done: set[str], progress: bool) -> tuple[int, int]:
+    from tqdm.auto import tqdm
+
+    todo = [r for r in rows if r["id"] not in done]
+    sem = asyncio.Semaphore(backend.concurrency)
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"eval {task.name}", unit="item", disable=not progress)
+    asked = errors = 0
+
+    async def one(row: dict) -> None:
+        nonlocal asked, errors
+        item = task.item(row)
+        async with sem:
+            try:
+                reply = await backend.ask(item)
+            except Exception as e:  # noqa: BLE001  an item that fails is recorded and asked again next time
+                errors += 1
+                append_jsonl(store.path / "errors.jsonl", {"id": row["id"], "error": f"{type(e).__name__}: {str(e)[:500]}", "t": time.time()})
+                bar.set_postfix(errors=errors)
+                return
+        fields = task.row_fields(row)
+        reply_d = reply.to_dict()
+        store.append({"id": row["id"], "task": task.name, "row": fields, "request": item.to_dict(), "reply": reply_d, "prediction": task.parse(fields, reply_d), "t": time.time()})
+        asked += 1
+        bar.update(1)
+
+    await asyncio.gather(*(one(r) for r in todo))
+    bar.close()
+    return asked, errors
+
+
+def run(data: str | Path, task_name: str, out: str | Path, backend: Backend, split: str | None = None, limit: int | None = None, progress: bool = True, report: bool = True) -> RunSummary:
+    """Ask every row the task takes that ``out`` has no result for; then write the report."""
+    data, out = Path(data), Path(out)
+    task = get_task(task_name)
+    rows = load_task_rows(data, task, split, limit)
+    store = RunStore(out)
+    identity = {"task": task.name, "task_version": task.version, "data": str(data.resolve()), "data_sha256": file_sha256(data),
+                "backend": backend.describe(), "options": {"split": split, "limit": limit, "seed": SEED, **task.options()}}
+    done = store.open(identity)
+    t = time.perf_counter()
+    asked, errors = asyncio.run(_run(store, task, rows, backend, done, progress))
+    seconds = time.perf_counter() - t
+    if report:
+        from .report import write_report
+
+        write_report(out)
+    return RunSummary(out, len(done) + asked, asked, errors, seconds)
+
+
+def records_of(out: str | Path) -> tuple[dict, Task, list[dict]]:
+    """(run.json, the task, the result lines re-parsed by the task's current parser)."""
+    store = RunStore(out)
+    info = store.info()
+    task = get_task(info["task"])
+    from .judge import judgements
+
+    recs = store.records()
+    judged = judgements(out)
+    for r in recs:
+        r["prediction"] = task.parse(r["row"], r["reply"])
+        if r["id"] in judged:
+            r["judge"] = judged[r["id"]]
+    return info, task, recs
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
