@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi import Request  # at module level: FastAPI resolves the endpoint's string annotation here
 
 from eval_fixtures import MER, ScriptedBackend, planted_label, write_rows
 
@@ -241,3 +242,127 @@ def test_judge_stores_raw_replies_and_counts_unparseable_ones(tmp_path, tiny_che
         assert j[f"{metric}_unparsed"] == sum(p is None for p in parsed)  # the random tiny model mostly rambles
         if metric in j:
             assert j[metric]["value"] == pytest.approx(sum(p for p in parsed if p is not None) / sum(p is not None for p in parsed))
+
+
+def test_ambivalence_and_valence_arousal_tasks(tmp_path):
+    """BAH rows: macro-F1 / AP from P(ambivalent); valence rows (MER's -5..5): from the circumplex
+    position of the predicted distribution (happy +0.8 -> +4.0 on MER's scale, sad -0.7 -> -3.5)."""
+    from deemo_llama.evaluation.runner import run
+
+    rows = write_rows(tmp_path / "rows.jsonl", 8, groups=None)
+    bah = ["not ambivalent", "ambivalent"]
+    for i, r in enumerate(rows):
+        r["label_set"] = {"name": "bah", "labels": bah}
+        r["label"] = bah[i % 2]
+        r["messages"][-1]["content"][0]["text"] = f"Emotion: {r['label']}."
+    (tmp_path / "bah.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    class Always(ScriptedBackend):  # P(ambivalent) 0.9 on the ambivalent rows, 0.3 on the others
+        async def ask(self, item):
+            from deemo_llama.evaluation.tasks import Reply
+
+            p = 0.9 if self.truth[item.id] == "ambivalent" else 0.3
+            return Reply("", None, {"not ambivalent": 1 - p, "ambivalent": p})
+
+    run(tmp_path / "bah.jsonl", "ambivalence", tmp_path / "bah", Always(_truth(rows)), progress=False)
+    m = json.loads((tmp_path / "bah" / "report.json").read_text())["metrics"]
+    assert m["bah"] == {"macro_f1": 1.0, "ap_positive": 1.0} and m["accuracy"]["value"] == 1.0
+
+    rows = write_rows(tmp_path / "va.jsonl", 4, groups=None)
+    for r, (label, v) in zip(rows, [("happy", 4.0), ("sad", -3.5), ("happy", 3.0), ("sad", -2.0)]):
+        r["label"], r["valence"] = label, v
+        r["messages"][-1]["content"][0]["text"] = f"Emotion: {label}."
+    (tmp_path / "va.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run(tmp_path / "va.jsonl", "valence_arousal", tmp_path / "va", ScriptedBackend(_truth(rows), accuracy_mod=10**9), progress=False)
+    m = json.loads((tmp_path / "va" / "report.json").read_text())["metrics"]["valence"]
+    # predictions are all right (one-hot-ish 0.6 / 0.08 x 5 distributions): E[valence] per label, on -5..5
+    recs = [json.loads(x) for x in (tmp_path / "va" / "results.jsonl").read_text().splitlines()]
+    for r in recs:
+        sign = 1 if r["row"]["label"] == "happy" else -1
+        assert sign * r["prediction"]["valence01"] > 0.2
+    assert m["scale"] == "mer" and m["high_low_accuracy"] == 1.0 and m["ccc"]["value"] > 0.5
+    assert "Valence / arousal" in (tmp_path / "va" / "report.md").read_text()
+
+
+def test_the_eval_notebook_reproduces_a_runs_report(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    from deemo_llama.evaluation.runner import run
+
+    rows = write_rows(tmp_path / "rows.jsonl", 12)
+    run(tmp_path / "rows.jsonl", "recognition", tmp_path / "run", ScriptedBackend(_truth(rows)), progress=False)
+    monkeypatch.setenv("DEEMO_EVAL_RUN", str(tmp_path / "run"))
+    path = HERE.parent / "notebooks" / "eval_report.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "same figures as the stored report.json: True" in text and "plots: confusion, per_class_recall, fairness_gender" in text
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 3
+
+
+def test_spotting_task_counts_megc_matches(tmp_path):
+    """Annotated micro-expressions vs the face expert's spotted ones (stored with each reply)."""
+    from deemo_llama.evaluation.runner import run
+    from deemo_llama.evaluation.tasks import Reply
+
+    rows = write_rows(tmp_path / "rows.jsonl", 3, groups=None)
+    rows[0]["micro_expressions"] = [{"onset_s": 1.0, "offset_s": 1.4}, {"onset_s": 3.0, "offset_s": 3.3}]
+    rows[1]["micro_expressions"] = []  # annotated: none
+    rows[2]["micro_expressions"] = None  # not annotated: not a spotting row
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spotted = {rows[0]["id"]: [[1.05, 1.45], [2.0, 2.2]], rows[1]["id"]: [[0.5, 0.7]]}
+
+    class Face(ScriptedBackend):
+        async def ask(self, item):
+            r = await super().ask(item)
+            return Reply(r.text, r.label, r.scores, {"findings": [], "transcript": "", "spotted": spotted[item.id]})
+
+    run(tmp_path / "rows.jsonl", "spotting", tmp_path / "run", Face(_truth(rows), accuracy_mod=10**9), progress=False)
+    m = json.loads((tmp_path / "run" / "report.json").read_text())["metrics"]
+    # clip 0: (1.05, 1.45) matches (1.0, 1.4) at IoU 0.35/0.45 = 0.78; (2.0, 2.2) FP; (3.0, 3.3) missed; clip 1: FP
+    assert m["n"] == 2 and {k: m["spotting"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 2, "fn": 1}
+    assert m["spotting"]["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
+    assert m["strs"]["recognition_f1"] == 1.0 and m["strs"]["strs"] == pytest.approx(m["spotting"]["f1"])
+
+
+def test_endpoint_backend_retries_429_and_5xx_then_answers_in_text(tmp_path):
+    """A plain OpenAI-compatible server (no deemo extension) that answers 429 (with Retry-After),
+    then 503, then the answer: every item ends answered, the label extracted from the text."""
+    import socket
+
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from scripted_backend import ServerThread
+
+    from deemo_llama.evaluation.runner import EndpointBackend, run
+
+    rows = write_rows(tmp_path / "rows.jsonl", 3, groups=None)
+    truth = _truth(rows)
+    calls: dict[str, int] = {}
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        assert body["temperature"] == 0 and body["seed"] == 0 and "deemo" not in body  # --plain: no extension
+        q = body["messages"][0]["content"][-1]["text"]
+        calls[q] = calls.get(q, 0) + 1
+        n = sum(calls.values())
+        if n % 3 == 1:
+            return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "0"})
+        if n % 3 == 2:
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        label = MER[n // 3 % len(MER)]
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"The person seems {label}."}}]}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with ServerThread(app, port):
+        s = run(tmp_path / "rows.jsonl", "recognition", tmp_path / "run", EndpointBackend(f"http://127.0.0.1:{port}/v1", "m", concurrency=1, retries=3, deemo_extension=False), progress=False)
+    assert (s.done, s.errors) == (3, 0) and sum(calls.values()) == 9
+    m = json.loads((tmp_path / "run" / "report.json").read_text())["metrics"]
+    assert m["parsed_from"] == {"mention": 3} and m["unparsed"] == 0
+    assert len(truth) == 3

@@ -34,7 +34,7 @@ from .labels import LabelSet, get_label_set
 from .manifest import SPLITS, ManifestError, ManifestRow, read_manifest
 from .rows import KINDS, SCHEMA_VERSION, TEMPLATE_VERSION, make_rows
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: rows carry the annotated micro_expressions (spotting evaluation)
 RECORD = "record.json"
 
 

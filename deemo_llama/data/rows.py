@@ -142,6 +142,7 @@ def make_rows(row: ManifestRow, evidence: Evidence, label: str, label_set: Label
         "arousal": row.arousal,
         "clues": gold or None,
         "demographics": row.demographics,
+        "micro_expressions": row.micro_expressions,
         "source": {"dataset": row.source or "user", "license": row.license or "unknown", "clip": Path(row.clip).name},
         "versions": {"schema": SCHEMA_VERSION, "prompt": PROMPT_VERSION, "evidence": EVIDENCE_VERSION, "templates": TEMPLATE_VERSION},
         "meta": row.meta,

@@ -18,7 +18,7 @@ from ..errors import DeemoError
 
 def _figures(task: str):
     """{name: fn(records subset) -> float} per task."""
-    if task == "recognition":
+    if task in ("recognition", "ambivalence"):
         from sklearn.metrics import f1_score
 
         def pair(recs):
@@ -34,6 +34,14 @@ def _figures(task: str):
         for k in ("clue_overlap", "label_overlap"):
             figs[f"judge_{k}"] = lambda recs, k=k: float(np.nanmean([(r.get("judge") or {}).get(k, {}).get("score") or np.nan for r in recs])) if any((r.get("judge") or {}).get(k) for r in recs) else float("nan")
         return figs
+    if task == "spotting":
+        from .tasks.spotting import SpottingTask
+
+        return {"spotting_f1": lambda recs: SpottingTask().metrics(recs)["spotting"]["f1"]}
+    if task == "valence_arousal":
+        from .tasks.valence_arousal import ValenceArousalTask
+
+        return {f"{d}_ccc": (lambda recs, d=d: (ValenceArousalTask().metrics(recs, bootstrap=1).get(d) or {}).get("ccc", {}).get("value", float("nan"))) for d in ("valence", "arousal")}
     raise DeemoError(f"no comparison for task {task!r}")
 
 

@@ -64,12 +64,25 @@ def _table(head: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def worst_items(report: dict, recs: list[dict]) -> list[dict]:
     """Wrong recognitions with the least confidence in the true label; for reasoning the lowest clue F1."""
-    task = report["run"]["task"]
-    if task == "recognition":
+    if "accuracy" in report["metrics"]:
         wrong = [r for r in recs if r["prediction"]["label"] != r["row"]["label"]]
         key = lambda r: (r["prediction"].get("scores") or {}).get(r["row"]["label"], 0.0)  # noqa: E731
         return sorted(wrong, key=key)[:WORST]
-    return sorted(recs, key=lambda r: r["prediction"].get("clue_set_f1", 1.0))[:WORST]
+    if report["run"]["task"] == "reasoning":
+        return sorted(recs, key=lambda r: r["prediction"]["clue_set_f1"])[:WORST]
+    return []
+
+
+def _cell(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split()).replace("|", "/")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _evidence(r: dict) -> str:
+    """The transcript and the experts' findings the system answered from (as the reply stored them)."""
+    ev = r["reply"].get("evidence") or {}
+    said = ev.get("transcript") or r["row"].get("transcript") or ""
+    return " ".join([f'Said: "{said}".' if said else "", *(x.lstrip("- ") for x in ev.get("findings") or [])]).strip()
 
 
 def markdown(report: dict, recs: list[dict]) -> str:
@@ -78,7 +91,7 @@ def markdown(report: dict, recs: list[dict]) -> str:
     lines = [f"# Evaluation: {run['task']} on {Path(run['data']).name}", "",
              f"System: {b.get('checkpoint') or b.get('url')} ({b['kind']}{', model ' + b['model'] if b.get('model') else ''}). "
              f"{report['n']} items; {len(report['failed_items'])} failed and not scored. Intervals: 95 % bootstrap over items.", ""]
-    if run["task"] == "recognition" and m.get("n"):
+    if "accuracy" in m:
         lines += ["## Recognition", "", _table(["metric", "value [95 % CI]"], [[k, m[k]] for k in ("accuracy", "uar", "weighted_f1", "macro_f1")]
                                                 + [["largest share of predictions", m["top_prediction_share"]], ["unparsed replies", m["unparsed"]], ["label read from", ", ".join(f"{k} {v}" for k, v in m["parsed_from"].items())]]), ""]
         lines += ["### Per class", "", _table(["label", "precision", "recall", "f1", "support", "share of predictions"], [[c, d["precision"], d["recall"], d["f1"], d["support"], d["predicted"]] for c, d in m["per_class"].items()]), ""]
@@ -88,6 +101,15 @@ def markdown(report: dict, recs: list[dict]) -> str:
                       _table(["group", "n", "UAR [CI]", "WAR [CI]"], [[g, int(d["n"]), *({"value": d[k], "low": d[f"{k}_low"], "high": d[f"{k}_high"]} for k in ("uar", "war"))] for g, d in f["per_group"].items()]), "",
                       _table(["gap (0 = equal)", "value [95 % CI]"], list(f["gaps"].items())), "",
                       f"Data bias: representational {f['data_bias']['representational']:.3f} (0 = balanced groups), stereotypical {f['data_bias']['stereotypical']:.3f} (Cramer's V of label x group).", ""]
+    if m.get("bah"):
+        lines += ["## Ambivalence / hesitancy (BAH)", "", _table(["metric", "value"], [["macro-F1", m["bah"]["macro_f1"]], ["average precision (ambivalent)", m["bah"]["ap_positive"]]]), ""]
+    if any(d in m for d in ("valence", "arousal")):
+        rows = [[d, m[d]["scale"], m[d]["n"], m[d]["ccc"], m[d]["pearson"], m[d]["mae"], m[d]["high_low_accuracy"], m[d]["high_low_f1"]] for d in ("valence", "arousal") if d in m]
+        lines += ["## Valence / arousal (from the label distribution)", "", _table(["", "scale", "n", "CCC [CI]", "Pearson r", "MAE", "high/low accuracy", "high/low F1"], rows), ""]
+    if m.get("spotting"):
+        sp = m["spotting"]
+        lines += ["## Micro-expression spotting (MEGC, IoU >= 0.5)", "", _table(["TP", "FP", "FN", "precision", "recall", "F1", "STRS"], [[sp["tp"], sp["fp"], sp["fn"], sp["precision"], sp["recall"], sp["f1"], m["strs"]["strs"]]]), "",
+                  f"Rows where the face expert did not run: {m['face_expert_missing']}; annotated onsets without an offset (left out): {m['intervals_incomplete']}.", ""]
     if run["task"] == "reasoning" and m.get("n"):
         rows = [["label-set F1 (judge-free)", m["label_set_f1"]], ["clue-set F1 (judge-free)", m["clue_set_f1"]]]
         j = m.get("judge")
@@ -97,8 +119,8 @@ def markdown(report: dict, recs: list[dict]) -> str:
         lines += ["## Reasoning", "", _table(["metric", "value [95 % CI]"], rows), ""]
     worst = worst_items(report, recs)
     if worst:
-        lines += [f"## {'Wrong answers, least confident first' if run['task'] == 'recognition' else 'Lowest clue overlap'}", "",
-                  _table(["item", "true", "predicted", "answer", "transcript"], [[r["id"], r["row"]["label"], r["prediction"].get("label", ""), (r["reply"]["text"] or "")[:160].replace("|", "/").replace("\n", " "), (r["row"].get("transcript") or "")[:80].replace("|", "/")] for r in worst]), ""]
+        lines += [f"## {'Wrong answers, least confident first' if 'accuracy' in m else 'Lowest clue overlap'}", "",
+                  _table(["item", "true", "predicted", "answer", "evidence the system read"], [[r["id"], r["row"]["label"], r["prediction"].get("label", ""), _cell(r["reply"]["text"], 160), _cell(_evidence(r), 240)] for r in worst]), ""]
     return "\n".join(lines)
 
 
@@ -111,7 +133,7 @@ def figures(report: dict, recs: list[dict]) -> dict:
     import numpy as np
 
     m, figs = report["metrics"], {}
-    if report["run"]["task"] == "recognition" and m.get("n"):
+    if "confusion" in m:
         cm = np.array(m["confusion"], dtype=float)
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
@@ -165,10 +187,14 @@ def figures(report: dict, recs: list[dict]) -> dict:
     return figs
 
 
-def _png(fig) -> str:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def _png(fig) -> str:
+    return base64.b64encode(png_bytes(fig)).decode()
 
 
 def write_report(out: str | Path, bootstrap: int = 1000) -> dict:

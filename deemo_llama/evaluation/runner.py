@@ -42,6 +42,19 @@ class Backend(Protocol):
     async def ask(self, item: Item) -> Reply: ...
 
 
+def evidence_summary(evidence: dict) -> dict:
+    """What a reply keeps of the Evidence it answered from (the same for both backends): the
+    findings the model read, the transcript, and the face expert's spotted micro-expressions
+    ([onset_s, offset_s]; None when the face expert did not run)."""
+    from ..evidence import Evidence
+    from ..prompting import finding_lines
+
+    ev = Evidence.from_dict(evidence)
+    face = ev.experts.get("analyze_facial_expression") or {}
+    spotted = [[e["onset_s"], e["offset_s"]] for e in face.get("events") or [] if e.get("type") == "micro_expression"] if face.get("status") in ("ok", "no_signal") else None
+    return {"findings": finding_lines(ev), "transcript": ev.transcript, "spotted": spotted}
+
+
 class LocalBackend:
     """The checkpoint in this process (one item at a time, on a worker thread)."""
 
@@ -64,7 +77,7 @@ class LocalBackend:
         self.analyzer.max_new_tokens = item.max_tokens
         res = self.analyzer.analyze(item.media, question=item.question, labels=item.labels)
         text = f"{answer_prefix(res.label)} {res.reasoning}".rstrip()  # the gateway's answer format
-        return Reply(text, res.label, res.scores, {"findings": res.findings, "transcript": res.transcript}, {"mode": res.mode, "timings": res.timings}, time.perf_counter() - t)
+        return Reply(text, res.label, res.scores, evidence_summary(res.evidence), {"mode": res.mode, "timings": res.timings}, time.perf_counter() - t)
 
     async def ask(self, item: Item) -> Reply:
         return await asyncio.to_thread(self._ask, item)
@@ -98,13 +111,7 @@ class EndpointBackend:
         t = time.perf_counter()
         resp = await self.client.chat.completions.create(**self.request(item))
         ext = (resp.model_extra or {}).get("deemo") or {}
-        evidence = None
-        if ext.get("evidence"):  # the gateway's Evidence: the same findings `deemo analyze` reports
-            from ..evidence import Evidence
-            from ..prompting import finding_lines
-
-            ev = Evidence.from_dict(ext["evidence"])
-            evidence = {"findings": finding_lines(ev), "transcript": ev.transcript}
+        evidence = evidence_summary(ext["evidence"]) if ext.get("evidence") else None  # the gateway's Evidence
         raw = resp.model_dump(exclude={"deemo"}) | {"deemo": {k: v for k, v in ext.items() if k not in ("evidence", "deidentified_media")}}
         return Reply(resp.choices[0].message.content or "", ext.get("label"), ext.get("scores"), evidence, raw, time.perf_counter() - t)
 
