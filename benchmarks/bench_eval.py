@@ -37,14 +37,16 @@ def _ports(n: int) -> list[int]:
     return ports
 
 
-def _eval(args: list[str]) -> float:
-    """Items/s of one `deemo eval run` (its own figure: items asked / seconds asking)."""
-    r = subprocess.run([DEEMO, "eval", "run", *args], capture_output=True, text=True)
-    if r.returncode:
+def _eval(args: list[str], out: Path) -> tuple[float, int, str]:
+    """(items/s, failed items, first error) of one `deemo eval run` (its own figure: items answered /
+    seconds asking; failed items are those still failing after the client's retries)."""
+    r = subprocess.run([DEEMO, "eval", "run", *args, "--out", str(out)], capture_output=True, text=True)
+    line = next((x for x in r.stdout.splitlines() if " asked in " in x), None)
+    if line is None:
         raise SystemExit(f"deemo eval run failed:\n{r.stderr[-2000:]}")
-    line = next(x for x in r.stdout.splitlines() if " asked in " in x)
     asked, secs = int(line.split()[0]), float(line.split(" asked in ")[1].split()[0])
-    return asked / secs
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] if (out / "errors.jsonl").exists() else []
+    return asked / secs, len({e["id"] for e in errors}), errors[0]["error"][:120] if errors else ""
 
 
 def main() -> None:
@@ -61,7 +63,7 @@ def main() -> None:
             subprocess.run([DEEMO, "data", "build", str(tmp / "synth" / "manifest.jsonl"), str(tmp / "built"), "--experts", "none", "--kinds", "recognition", "--split", "0.5,0.17,0.33", "--no-progress"], check=True, capture_output=True)
             data = tmp / "built" / "test.jsonl"
         common = ["--data", str(data), "--task", "recognition", "--limit", str(args.items)]
-        figs = {"in process (--checkpoint default)": _eval([*common, "--out", str(tmp / "local"), "--checkpoint", "default"])}
+        figs = {"in process (--checkpoint default)": _eval([*common, "--checkpoint", "default"], tmp / "local")}
         gw, vl = _ports(2)
         log = open(tmp / "serve.log", "w")
         proc = subprocess.Popen([DEEMO, "serve", "--no-ui", "--port", str(gw), "--vllm-port", str(vl), "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -73,12 +75,13 @@ def main() -> None:
                 time.sleep(2)
             url = f"http://127.0.0.1:{gw}/v1"
             for c in (1, 8):
-                figs[f"served, concurrency {c}"] = _eval([*common, "--out", str(tmp / f"c{c}"), "--endpoint", url, "--concurrency", str(c)])
+                figs[f"served, concurrency {c}"] = _eval([*common, "--endpoint", url, "--concurrency", str(c)], tmp / f"c{c}")
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=120)
-        base = figs["in process (--checkpoint default)"]
-        print_table(f"deemo eval run, recognition, {args.items} items ({machine()})", [(k, f"{v:.3f} items/s ({v / base:.2f}x)") for k, v in figs.items()])
+        base = figs["in process (--checkpoint default)"][0]
+        print_table(f"deemo eval run, recognition, {args.items} items ({machine()})",
+                    [(k, f"{v:.3f} items/s ({v / base:.2f}x)" + (f"; {n} failed after retries ({e})" if n else "")) for k, (v, n, e) in figs.items()])
         print(json.dumps(figs))
 
 
