@@ -15,26 +15,15 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, print_table, quiet
+from common import free_ports, machine, print_table, quiet
 
 DEEMO = str(Path(sys.executable).parent / "deemo")
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _eval(args: list[str], out: Path) -> tuple[float, int, str]:
@@ -64,7 +53,7 @@ def main() -> None:
             data = tmp / "built" / "test.jsonl"
         common = ["--data", str(data), "--task", "recognition", "--limit", str(args.items)]
         figs = {"in process (--checkpoint default)": _eval([*common, "--checkpoint", "default"], tmp / "local")}
-        gw, vl = _ports(2)
+        gw, vl = free_ports(2)
         log = open(tmp / "serve.log", "w")
         proc = subprocess.Popen([DEEMO, "serve", "--no-ui", "--port", str(gw), "--vllm-port", str(vl), "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

@@ -39,3 +39,16 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     for k, v in rows:
         t.add_row(k, v)
     Console().print(t)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all bound at once, then released)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

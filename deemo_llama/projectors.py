@@ -10,6 +10,8 @@ optionally a fixed output norm (each token rescaled to the length of a word embe
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -81,3 +83,16 @@ def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Modul
     if cfg.output_norm is not None:
         steps["out_norm"] = FixedNorm(cfg.output_norm)
     return nn.Sequential(OrderedDict(steps))
+
+
+@contextmanager
+def projector_outputs_replaced(model, fns: Mapping[str, Callable[[torch.Tensor], torch.Tensor]]) -> Iterator:
+    """While inside, each named modality's projected tokens ``out`` become ``fns[name](out)`` (forward
+    hooks on ``model.projectors``; modalities the model lacks are ignored): the one mechanism behind
+    the ablation's zeroing, modality dropout and cross-fitting's out-of-fold tokens."""
+    handles = [model.projectors[n].register_forward_hook(lambda _m, _i, out, f=f: f(out)) for n, f in fns.items() if n in model.projectors]
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()

@@ -152,16 +152,13 @@ def out_of_fold(model, copies: Sequence[torch.nn.ModuleDict], folds: dict[int, i
             for n in range(j, len(subst[m])):  # every item of this row (a row's parts are one clip)
                 subst[m][n] = emb[m][0]
 
-    def hook(name: str):
-        def fn(_m, _i, out):
-            items = subst.get(name) or []
-            return torch.stack([t.to(out.dtype) if t is not None else out[j] for j, t in enumerate(items)]) if items else out
+    from ..projectors import projector_outputs_replaced
 
-        return fn
+    def fn(name: str):
+        def swap(out):
+            return torch.stack([t.to(out.dtype) if t is not None else out[j] for j, t in enumerate(subst[name])])
 
-    handles = [model.projectors[m].register_forward_hook(hook(m)) for m in subst if m in model.projectors]
-    try:
+        return swap
+
+    with projector_outputs_replaced(model, {m: fn(m) for m, items in subst.items() if items}):
         yield model
-    finally:
-        for h in handles:
-            h.remove()

@@ -103,23 +103,21 @@ def zero_modalities(model, names: Iterable[str] | Mapping[str, torch.Tensor]):
     """Replace the named modalities' projected tokens by zeros (forward hooks on the projectors):
     every item's for a list of names, or, given {name: a bool per item of the batch, in prompt
     order}, only the flagged items' (training's modality dropout zeroes them as the ablation does)."""
+    from ..projectors import projector_outputs_replaced
+
     items = names if isinstance(names, Mapping) else None
 
-    def hook(name: str):
-        def fn(_m, _i, out):
+    def fn(name: str):
+        def zero(out):
             if items is None:
                 return torch.zeros_like(out)
             keep = (~items[name]).to(device=out.device, dtype=out.dtype)
             return out * keep.view(-1, *([1] * (out.dim() - 1)))
 
-        return fn
+        return zero
 
-    handles = [model.projectors[n].register_forward_hook(hook(n)) for n in names if n in model.projectors]
-    try:
+    with projector_outputs_replaced(model, {n: fn(n) for n in names}):
         yield model
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def modality_dropout(media: MediaInputs | None, p: float) -> dict[str, torch.Tensor]:
