@@ -4,7 +4,7 @@ the most predicted label, and whether the reasoning ends cleanly without repeati
     .venv/bin/python benchmarks/bench_answers.py [--experts fast] [--per-class 8] [--out answers.json]
 
 48 short utterances (8 per MER class: neutral, angry, happy, sad, worried, surprise) written for this
-benchmark and never used anywhere else in the project, spoken by espeak-ng with a per-class pitch
+benchmark and used nowhere else but the held-out set of `deemo data synth --heldout` (never for training), spoken by espeak-ng with a per-class pitch
 and rate (so the voice carries the class too) and two voices, as audio-only clips (the synthetic
 sample face smiles in every video, which would tell the face expert nothing). Baseline in the same
 run: the calibrated label choice with the transcript only (``--experts none``).
@@ -21,20 +21,8 @@ from pathlib import Path
 from common import machine, print_table, quiet
 
 LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
-SENTENCES = {
-    "neutral": ["The meeting starts at nine tomorrow.", "I took the bus to work today.", "The report has twelve pages.", "We need two more chairs in the room.",
-                "The shop closes at six.", "My brother lives in the next town.", "The train was on time this morning.", "I will send the file after lunch."],
-    "angry": ["This is outrageous, you lied to me again!", "I am sick of waiting, fix it now!", "How dare you take my parking spot!", "Stop shouting at me, I have had enough of this!",
-              "You ruined everything and I am furious!", "That was my money and you wasted it!", "I told you three times, listen to me!", "Get out of my office right now!"],
-    "happy": ["I passed the exam, this is wonderful!", "We are going on holiday next week, I can't wait!", "Thank you so much, I love this present!", "My sister had a healthy baby girl today!",
-              "What a beautiful sunny day, I feel great!", "We won the match, best day ever!", "I finally got the apartment I wanted!", "This cake is delicious, you made my day!"],
-    "sad": ["My grandmother passed away last night.", "I miss my old friends so much.", "Nobody came to my birthday party.", "I lost my job and I don't know what to do.",
-            "Our dog died this morning.", "I feel so lonely in this city.", "She left and never said goodbye.", "Everything I tried has failed."],
-    "worried": ["What if the test results are bad?", "I am not sure the bridge is safe.", "The rent is due and I have no money.", "He should have called hours ago, I hope he is fine.",
-                "I think I forgot to lock the door.", "The storm is getting closer to our house.", "My flight might be cancelled tomorrow.", "I don't know if I can finish this in time."],
-    "surprise": ["Wait, you are moving to Japan?", "I can't believe you are here!", "Wow, I never expected that!", "You mean the whole thing was a joke?",
-                 "Really? She is only twelve?", "Oh my, the house is completely empty!", "No way, you built this yourself?", "What, the concert is tonight?"],
-}
+from deemo_llama.data.synth import HELDOUT_SENTENCES as SENTENCES  # noqa: E402  (the held-out set's sentences)
+
 # espeak-ng prosody per class (pitch 0-99, words per minute): the voice carries the class as well
 PROSODY = {"neutral": (45, 150), "angry": (35, 210), "happy": (75, 190), "sad": (25, 110), "worried": (55, 170), "surprise": (85, 180)}
 VOICES = ("en-us", "en")

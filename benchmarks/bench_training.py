@@ -37,13 +37,13 @@ def ablation_table(ckpt: Path, rows_file: Path, cache: Path):
 
 
 def probe_table(train_file: Path, test_file: Path, cache: Path):
-    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.assets import base_checkpoint
     from deemo_llama.build import load_checkpoint
     from deemo_llama.training.features import FeatureCache
     from deemo_llama.training.rows import load_records, tokenize_rows
     from deemo_llama.training.probe import feature_probe
 
-    model, proc = load_checkpoint(default_checkpoint())
+    model, proc = load_checkpoint(base_checkpoint())
     tr, te = (tokenize_rows([r for r in load_records(f) if r["kind"] == "recognition"], proc, f.parent) for f in (train_file, test_file))
     return feature_probe(tr, te, FeatureCache(cache, model, proc), lambda r: r["meta"]["kind"])
 
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     quiet()
-    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.assets import base_checkpoint
     from deemo_llama.data.build import BuildOptions, build_dataset
     from deemo_llama.data.synth import synth_corpus
     from deemo_llama.training import load_recipe, train
@@ -73,7 +73,7 @@ def main() -> None:
         data_s = time.perf_counter() - t
         test = work / "built" / "test.jsonl"
         cache = work / "features"
-        base = args.base or default_checkpoint()
+        base = args.base or base_checkpoint()
         before = ablation_table(base, test, cache)
         probe = probe_table(work / "built" / "train.jsonl", test, cache)
         kinds = "[" + ", ".join(k.strip() for k in args.kinds.split(",")) + "]"

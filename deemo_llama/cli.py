@@ -33,6 +33,8 @@ tools_app = typer.Typer(no_args_is_help=True, help="Expert tools the LLM can cal
 app.add_typer(tools_app, name="tools")
 physio_app = typer.Typer(no_args_is_help=True, help="The analyze_physiology valence/arousal model: train and evaluate subject-independently on DEAP/DREAMER.")
 app.add_typer(physio_app, name="physio")
+fuser_app = typer.Typer(no_args_is_help=True, help="The late-fusion model (LLM scores + experts' estimates) beside a fine-tuned checkpoint.")
+app.add_typer(fuser_app, name="fuser")
 from .data.cli import data_app  # noqa: E402 (the sub-app imports its work lazily)
 
 app.add_typer(data_app, name="data")
@@ -97,7 +99,7 @@ def models_prepare(
     from .assets import cache_dir, prepare_assets
 
     paths = prepare_assets(force=force, verify=verify)
-    typer.echo(f"embedded default ready in {cache_dir()}: checkpoint {paths['checkpoint']}")
+    typer.echo(f"embedded default ready in {cache_dir()}: fine-tuned default {paths['trained']} (base {paths['checkpoint']})")
 
 
 @models_app.command("create")
@@ -129,6 +131,36 @@ def models_create(
     typer.echo(f"wrote {out}")
 
 
+@models_app.command("export-default")
+def models_export_default(
+    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (deemo train, then deemo fuser train).")],
+    out: Annotated[Optional[Path], typer.Option(help="Where the delta goes (default: the package's deemo_llama/defaults/trained).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="The `deemo data build` folder it was trained on (its build.json goes into the card).")] = None,
+    score: Annotated[Optional[list[str]], typer.Option("--score", help="A held-out figure for the card, NAME=VALUE; repeatable.")] = None,
+    made_by: Annotated[Optional[str], typer.Option(help="How it was made, for the card (default: the commands' names).")] = None,
+) -> None:
+    """Write a fine-tuned checkpoint as the shipped default's delta (projectors, adapter, fuser, card: a few MB)."""
+    from .defaults import SHIPPED, export_delta
+
+    if not (checkpoint / "config.json").is_file():
+        raise DeemoError(f"{checkpoint}: not a deemo-llama checkpoint (no config.json)")
+    card: dict = {"made_by": made_by or "deemo train (recipe.yaml), then deemo fuser train (fuser.json)", "scores": {}}
+    if data is not None:
+        build = json.loads((data / "build.json").read_text()) if (data / "build.json").is_file() else None
+        if build is None:
+            raise DeemoError(f"--data {data}: no build.json (not a `deemo data build` folder)")
+        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts"
+        card["data"] = {k: build[k] for k in ("manifest_sha256", "builder_version", "label_set", "options", "rows") if k in build}
+    for item in score or []:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise DeemoError(f"--score needs NAME=VALUE, got {item!r}")
+        card["scores"][k] = v
+    path = export_delta(checkpoint, out or SHIPPED, card)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    typer.echo(f"wrote {path} ({size / 1e6:.1f} MB); `deemo models prepare` composes it into the default")
+
+
 @models_app.command("info")
 def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint directory (default: the embedded default).")] = None) -> None:
     """Print a checkpoint's modalities, token counts, projectors and LLM size."""
@@ -156,7 +188,68 @@ def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Check
         t.add_row(name, f"{desc} -> {pj.type} projector{f' ({extra})' if extra else ''} -> {m.num_tokens} x {m.placeholder} (id {m.placeholder_id})")
     t.add_row("projectors trained", str(cfg.projectors_trained))
     t.add_row("LoRA adapter", str((Path(ckpt) / "adapter").is_dir()))
+    for line in provenance_lines(Path(ckpt)):
+        t.add_row(*line)
     Console().print(t)
+
+
+def provenance_lines(ckpt: Path) -> list[tuple[str, str]]:
+    """How a checkpoint was made and what it scored: its card (a shipped default), the training
+    summary, the fuser's held-out scores."""
+    from .fusion import find_fuser
+
+    out = []
+    card = ckpt / "card.json"
+    if card.is_file():
+        c = json.loads(card.read_text())
+        out.append(("made by", c.get("made_by", "")))
+        out.append(("trained on", c.get("trained_on", "")))
+        for k, v in (c.get("scores") or {}).items():
+            out.append((f"score: {k}", str(v)))
+    summary = ckpt / "train_summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        stages = ", ".join(f"{st.get('stage')} ({st.get('steps')} steps{', val acc %.2f' % st['val_accuracy'] if st.get('val_accuracy') is not None else ''})" for st in s.get("stages", []))
+        recipe = ckpt / "recipe.yaml"
+        about = next((line.split(":", 1)[1].strip() for line in recipe.read_text().splitlines() if line.startswith("description:")), "") if recipe.is_file() else ""
+        out.append(("training", f"{stages}" + (f"; recipe: {about}" if about else "")))
+    fuser = find_fuser(ckpt)
+    if fuser is not None:
+        ho = fuser.info.get("held_out", {})
+        fused, llm = ho.get("fused", {}), ho.get("llm alone", {})
+        out.append(("fuser", f"{len(fuser.features)} features, {len(fuser.labels)} labels, C {fuser.info.get('C')}, {fuser.info.get('rows')} rows of {fuser.info.get('split')}"))
+        if fused:
+            out.append(("fuser held out", f"accuracy {fused['accuracy']:.2f} (LLM alone {llm.get('accuracy', float('nan')):.2f}), UAR {fused['uar']:.2f}, macro-F1 {fused['macro_f1']:.2f}"))
+    return out
+
+
+# -- fuser -----------------------------------------------------------------------------------------
+@fuser_app.command("train")
+def fuser_train(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The fine-tuned checkpoint (from `deemo train`); fuser.json is written into it.")],
+    data: Annotated[Path, typer.Option("--data", help="A `deemo data build` folder (or a rows file) with Evidence records.")],
+    split: Annotated[str, typer.Option(help="The split(s) to fit on, comma-separated: ones the LLM was not trained on.")] = "validation",
+    c: Annotated[Optional[float], typer.Option("--C", min=1e-6, help="Inverse regularisation strength (default: chosen by subject-grouped cross-validation).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write fuser.json here instead of into the checkpoint.")] = None,
+    feature_cache: Annotated[Optional[Path], typer.Option(help="The encoders' feature cache (as training's data.feature_cache_dir; default ~/.cache/deemo-llama/features).")] = None,
+) -> None:
+    """Fit the fuser: the LLM's label scores + the experts' estimates -> the label (logistic regression)."""
+    _quiet_libraries()
+    from rich.console import Console
+    from rich.table import Table
+
+    from .training.fuser import train_fuser
+
+    fuser, path = train_fuser(checkpoint, data, split, c, out, feature_cache=feature_cache)
+    t = Table(title=f"fuser held out ({fuser.info['held_out_method']})")
+    for col in ("features", "accuracy", "UAR", "macro-F1", "top label share"):
+        t.add_column(col)
+    for name, sc in fuser.info["held_out"].items():
+        t.add_row(name, f"{sc['accuracy']:.3f}", f"{sc['uar']:.3f}", f"{sc['macro_f1']:.3f}", f"{sc['top_label_share']:.2f}")
+    Console().print(t)
+    for g, why in fuser.info.get("dropped_groups", {}).items():
+        typer.echo(f"dropped the {g} cues: cross-validated accuracy {why['accuracy_with']:.3f} with them, {why['accuracy_without']:.3f} without")
+    typer.echo(f"wrote {path} ({len(fuser.features)} features of {', '.join(fuser.info['groups'])}; C {fuser.info['C']}, {fuser.info['rows']} rows)")
 
 
 # -- analyze ---------------------------------------------------------------------------------------
@@ -164,6 +257,12 @@ class ExpertsProfile(str, Enum):
     none = "none"
     fast = "fast"
     all = "all"
+
+
+class AnalyzeMode(str, Enum):  # analyze.MODES
+    zero_shot = "zero-shot"
+    trained = "trained"
+    fused = "fused"
 
 
 def _print_summary(r, console) -> None:
@@ -177,12 +276,16 @@ def _print_summary(r, console) -> None:
     width = 24
     ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
     t.add_row("labels", "\n".join(f"{k:<9} {v:5.2f} " + "█" * round(v * width) for k, v in ranked))
+    if r.fusion:
+        llm = r.fusion["llm_scores"]
+        conflicts = ", ".join(f"{g} -> {lab}" for g, lab in r.fusion["conflicts"].items()) or "none"
+        t.add_row("fusion", f"drivers: {', '.join(d['cue'] for d in r.fusion['drivers']) or 'none'}; conflicts: {conflicts}; the LLM alone: {max(llm, key=llm.get)} ({max(llm.values()):.2f})")
     ev = r.evidence
     t.add_row("evidence", "\n".join(line.removeprefix("- ") for line in r.findings) or "(no expert findings)")
     for name, why in ev.get("failures", {}).items():
         t.add_row("[yellow]expert failed[/]", f"{name}: {why}")
     t.add_row("experts", f"profile {ev['profile']}: " + (", ".join(ev["experts"]) or "none ran"))
-    t.add_row("mode", r.mode + ("  (projectors untrained: transcript and expert findings as text)" if r.mode == "zero-shot-text" else ""))
+    t.add_row("mode", r.mode + {"zero-shot": "  (base LLM: transcript and expert findings as text)", "trained": "  (fine-tuned LLM)", "fused": "  (fine-tuned LLM + fuser of the experts)"}.get(r.mode, ""))
     t.add_row("inputs used", used + ("  (de-identified: faces blurred, voice anonymised)" if r.deidentified else "  (as given: --no-deid)"))
     t.add_row("transcript", r.transcript or "(no speech)")
     t.add_row("timings", ", ".join(f"{k.removeprefix('analyze_')} {v:.2f}s" for k, v in r.timings.items()))
@@ -195,8 +298,9 @@ def analyze(
     sample: Annotated[bool, typer.Option("--sample", help="Analyse the bundled sample clip (generated on first use).")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A trained deemo-llama checkpoint (default: the embedded default).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (with the Evidence record).")] = False,
-    labels: Annotated[str, typer.Option(help="Comma-separated candidate emotion labels.")] = ",".join(("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "worried")),
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated candidate emotion labels (default: the fuser's label set in fused mode, else neutral,happy,sad,angry,surprise,fear,disgust,worried).")] = None,
     experts: Annotated[ExpertsProfile, typer.Option(help="Expert profile: none (transcript only), fast (face at 5 fps + voice; real time on a laptop CPU), all (+ body language, face at full rate).")] = ExpertsProfile.fast,
+    mode: Annotated[Optional[AnalyzeMode], typer.Option(help="zero-shot (base LLM, text only, calibrated), trained (the fine-tuned LLM, media tokens), fused (trained + the experts' fuser). Default: the most trained the checkpoint has.")] = None,
     physiology: Annotated[Optional[Path], typer.Option(help="A physiology recording of the same moment (CSV, NPZ, DEAP .dat, DREAMER .mat) for analyze_physiology.")] = None,
     question: Annotated[Optional[str], typer.Option(help="Ask this instead of the default question.")] = None,
     max_seconds: Annotated[float, typer.Option(min=1, help="Reject clips longer than this.")] = 600.0,
@@ -208,8 +312,8 @@ def analyze(
     """Recognise the person's emotion in CLIP and explain the cues (from de-identified media)."""
     if (clip is None) == (not sample):
         raise DeemoError("give exactly one of CLIP or --sample")
-    label_list = tuple(x.strip() for x in labels.split(",") if x.strip())
-    if len(label_list) < 2:
+    label_list = tuple(x.strip() for x in labels.split(",") if x.strip()) if labels is not None else None
+    if label_list is not None and len(label_list) < 2:
         raise DeemoError(f"--labels needs at least two labels, got {labels!r}")
     if physiology is not None and not physiology.is_file():
         raise DeemoError(f"{physiology}: no such file")
@@ -231,7 +335,7 @@ def analyze(
         pass
     console = Console(stderr=as_json)
     with console.status("loading models ..."):
-        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid, experts=experts.value)
+        analyzer = Analyzer(checkpoint, device=device, dtype=_torch_dtype(dtype), labels=label_list, max_seconds=max_seconds, max_new_tokens=max_new_tokens, deid=deid, experts=experts.value, mode=mode.value if mode else None)
     if as_json:
         with console.status(f"analysing {clip} ..."):
             result = analyzer.analyze(clip, physiology=physiology, question=question)
@@ -403,7 +507,7 @@ def tools_table():
 @tools_app.command("run")
 def tools_run(
     name: Annotated[str, typer.Argument(help="Tool name (deemo tools list).")],
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The file the tool analyses.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The file the tool analyses (for analyze_transcript: a text file, - for stdin).")],
     arg: Annotated[Optional[list[str]], typer.Option("--arg", help="Extra argument KEY=VALUE (VALUE parsed as JSON when it can be), repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole JSON envelope.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse a cached result for the same file, tool version and arguments.")] = True,
@@ -413,7 +517,13 @@ def tools_run(
     from .tools import ToolArgumentError, ToolCache, get_tool
 
     tool = get_tool(name)
-    arguments: dict = {tool.path_arguments[0]: str(input_path)}
+    if tool.path_arguments:
+        arguments: dict = {tool.path_arguments[0]: str(input_path)}
+    else:  # a text tool (analyze_transcript): INPUT is a text file, "-" for stdin
+        try:
+            arguments = {"text": sys.stdin.read() if str(input_path) == "-" else input_path.read_text()}
+        except (OSError, UnicodeDecodeError) as e:
+            raise DeemoError(f"{input_path}: cannot read it as text ({e.__class__.__name__})") from None
     for item in arg or []:
         key, sep, value = item.partition("=")
         if not sep:

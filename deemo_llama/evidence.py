@@ -32,10 +32,11 @@ import numpy as np
 from .errors import DeemoError
 from .media import Clip, load_clip
 
-EVIDENCE_VERSION = "1"
+EVIDENCE_VERSION = "2"  # 2: the transcript expert (analyze_transcript) runs on every transcript
 Profile = Literal["none", "fast", "all"]
 PROFILES: tuple[str, ...] = ("none", "fast", "all")
 FACE, BODY, VOICE, PHYSIO = "analyze_facial_expression", "analyze_body_language", "analyze_voice", "analyze_physiology"
+TRANSCRIPT = "analyze_transcript"  # runs on every transcript, in every profile (text only: no media)
 # Frames kept in memory are downscaled to this longer side (a 1080p frame is 6 MB; 640x360 is 0.7 MB).
 MAX_FRAME_SIDE = 960
 
@@ -85,7 +86,7 @@ class Evidence:
     deid: dict[str, Any]
     transcript: str = ""
     segments: list[dict] = field(default_factory=list)
-    sentiment: dict[str, float] | None = None  # VADER polarity of the transcript (neg/neu/pos/compound)
+    sentiment: dict[str, float] | None = None  # VADER polarity of the transcript (the transcript expert's)
     experts: dict[str, dict] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -135,15 +136,6 @@ def thin(times: np.ndarray, fps: float) -> np.ndarray:
             keep.append(i)
             last = t
     return np.asarray(keep, dtype=int)
-
-
-def sentiment(text: str) -> dict[str, float] | None:
-    """VADER polarity of the wording (the lexicon ships in vaderSentiment); None without words."""
-    if not text.strip():
-        return None
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return {k: round(float(v), 3) for k, v in SentimentIntensityAnalyzer().polarity_scores(text).items()}
 
 
 class EvidencePipeline:
@@ -204,7 +196,7 @@ class EvidencePipeline:
     # -- the pipeline ------------------------------------------------------------------------------
     def run(self, path: str | Path, physiology: str | Path | None = None, physio_args: dict | None = None, key: str | None = None, transcript: str | None = None) -> Evidence:
         """Decode ``path`` once, de-identify, transcribe the anonymised audio, run the profile's
-        experts; raises MediaError (one line) for unusable media, records failing experts.
+        experts and the transcript expert; raises MediaError (one line) for unusable media, records failing experts.
 
         ``transcript``: what is said, when it is known already (a dataset's transcription); Whisper
         is then not run and ``clip["transcript_source"]`` says "given"."""
@@ -236,20 +228,31 @@ class EvidencePipeline:
                     experts[name] = value
                 else:
                     failures[name] = value
-        timings["total"] = time.perf_counter() - t_all
         said = transcript.strip() if transcript is not None else tr.text if tr else ""
+        t = time.perf_counter()
+        if said:  # the words' cues: lexicon emotions with negation, and VADER polarity
+            experts[TRANSCRIPT] = self.tool(TRANSCRIPT).analyze_text(said).to_dict()
+            timings[TRANSCRIPT] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_all
         return Evidence(
             profile=self.spec.name,
             clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes, "transcript_source": "given" if transcript is not None else "whisper (anonymised audio)" if tr else "none"},
             deid=deid,
             transcript=said,
             segments=[asdict(s) for s in tr.segments] if tr else [],
-            sentiment=sentiment(said),
+            sentiment=experts[TRANSCRIPT]["estimates"]["sentiment"] if TRANSCRIPT in experts else None,
             experts=experts,
             failures=failures,
             timings={k: round(v, 3) for k, v in timings.items()},
             media=media,
         )
+
+    def media_of(self, path: str | Path) -> DeidMedia:
+        """The frames and audio the model sees, from a file that is de-identified already (a built
+        row's media): decoded the checkpoint's way, nothing blurred or anonymised again."""
+        n, sampling, fps = self.model_frames
+        clip = load_clip(Path(path), num_frames=n, sampling=sampling, fps=fps, max_seconds=self.max_seconds)
+        return DeidMedia(clip.frames if clip.has_video else None, clip.audio if clip.has_audio else None)
 
     def _decode(self, path: Path) -> Clip:
         """Frames at the rate the profile (or the model's frames) needs, and the whole audio track."""

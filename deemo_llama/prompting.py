@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from .evidence import BODY, FACE, PHYSIO, VOICE, Evidence
+from .evidence import BODY, FACE, PHYSIO, TRANSCRIPT, VOICE, Evidence
 
 PROMPT_VERSION = "1"
 SYSTEM_PROMPT = (
@@ -109,6 +109,11 @@ def _voice_line(env: dict) -> str | None:
     return ", ".join(bits) or None
 
 
+def _tone(compound: float) -> str:
+    """VADER's conventional thresholds (Hutto & Gilbert 2014): >= 0.05 positive, <= -0.05 negative."""
+    return "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
+
+
 def _summary_line(env: dict) -> str | None:
     if env.get("status") not in ("ok", "no_signal"):
         return None
@@ -121,11 +126,15 @@ LINE_MAKERS = {FACE: _face_line, VOICE: _voice_line}
 
 def finding_lines(evidence: Evidence) -> list[str]:
     """One short line per expert that ran and returned something (failed experts are not named)."""
+    from .tools.transcript import transcript_line
+
     lines = []
-    if evidence.sentiment is not None:
+    words = evidence.experts.get(TRANSCRIPT)
+    if words is not None and (text := transcript_line(words)):
+        lines.append(f"- Wording: {text}.")
+    elif evidence.sentiment is not None:
         c = evidence.sentiment["compound"]
-        tone = "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
-        lines.append(f"- Wording: {tone} (sentiment {c:+.2f}).")
+        lines.append(f"- Wording: {_tone(c)} (sentiment {c:+.2f}).")
     for name in (FACE, VOICE, BODY, PHYSIO):
         env = evidence.experts.get(name)
         if env is None:
@@ -161,6 +170,62 @@ def content_free_messages(labels: Sequence[str], question: str | None = None) ->
     return build_messages(None, labels, question)
 
 
+# -- the cue vocabulary: which modality an explanation's words cite ---------------------------------
+NEGATIONS = frozenset("not no never neither nor without hardly barely isn't aren't wasn't weren't don't doesn't didn't cannot can't nothing none".split())
+# cue terms (word prefixes) of the field's vocabulary; each maps to one clue
+CUES = {
+    "smile": "smile", "grin": "smile", "laugh": "smile", "frown": "frown", "brow": "brow", "eyebrow": "brow",
+    "tear": "tears", "cry": "tears", "crie": "tears", "grimace": "grimace", "jaw": "jaw", "lip": "lips", "mouth": "mouth",
+    "eye": "eyes", "gaze": "eyes", "stare": "eyes", "blink": "eyes", "face": "face", "facial": "face", "expression": "face",
+    "pitch": "pitch", "loud": "loudness", "quiet": "loudness", "soft": "loudness", "volume": "loudness", "trembl": "tremor",
+    "shak": "tremor", "tremor": "tremor", "fast": "tempo", "slow": "tempo", "pace": "tempo", "rapid": "tempo", "speed": "tempo",
+    "monoton": "flat voice", "flat": "flat voice", "even": "flat voice", "tone": "tone", "voice": "voice", "sigh": "sigh",
+    "posture": "posture", "slump": "posture", "lean": "posture", "gestur": "gesture", "fidget": "fidget", "shrug": "shrug",
+    "arm": "arms", "head": "head", "nod": "head", "withdraw": "withdrawal", "shrink": "withdrawal", "draw": "withdrawal",
+    "hand": "hands", "word": "words", "said": "words", "says": "words", "sentence": "words", "transcript": "words",
+}
+_CUE_TOKEN = re.compile(r"[a-z]+")
+
+
+def cue_set(text: str) -> set[str]:
+    words = _CUE_TOKEN.findall((text or "").lower())
+    out = set()
+    for i, w in enumerate(words):
+        if any(n in NEGATIONS for n in words[max(0, i - 2) : i]):
+            continue
+        for stem, cue in CUES.items():
+            if w.startswith(stem) and (len(stem) >= 4 or w == stem or w.rstrip("s") == stem):
+                out.add(cue)
+                break
+    return out
+
+
+# which modality each cue belongs to, for the grounding proxy (a cue of a modality that was not observed is ungrounded)
+CUE_MODALITY = {
+    **{c: "face" for c in ("smile", "frown", "brow", "tears", "grimace", "jaw", "lips", "mouth", "eyes", "face")},
+    **{c: "voice" for c in ("pitch", "loudness", "tremor", "tempo", "flat voice", "tone", "voice", "sigh")},
+    **{c: "body" for c in ("posture", "gesture", "fidget", "shrug", "arms", "head", "withdrawal", "hands")},
+    "words": "words",
+}
+
+
+def cited_modalities(text: str) -> set[str]:
+    """The modalities (face, voice, body, words) whose cues ``text`` names (negated mentions left out)."""
+    return {CUE_MODALITY[c] for c in cue_set(text) if c in CUE_MODALITY}
+
+
+def observed_modalities(evidence: Evidence, forwarded: bool = False) -> set[str]:
+    """The modalities an explanation may cite: the experts that returned a finding, the words when
+    something was said, and what the model itself was shown (de-identified frames: the face and the
+    body's movement; audio: the voice) when ``forwarded`` to a trained checkpoint."""
+    out = {m for name, m in ((FACE, "face"), (VOICE, "voice"), (BODY, "body"), (PHYSIO, "physiology")) if (evidence.experts.get(name) or {}).get("status") == "ok"}
+    if forwarded and evidence.clip.get("has_video"):
+        out |= {"face", "body"}
+    if forwarded and evidence.clip.get("has_audio"):
+        out |= {"voice"}
+    return out | ({"words"} if evidence.transcript.strip() else set())
+
+
 # -- generated reasoning ----------------------------------------------------------------------------
 _END = re.compile(r"[.!?](?=\s|$)")
 
@@ -175,14 +240,24 @@ class ReasoningFilter:
     ``feed(piece) -> str`` returns the text that is now final (complete sentences); ``finish()``
     returns what remains: nothing if the tail is an unfinished sentence and at least one sentence
     was given, else the tail closed with a full stop. ``done`` turns true at the first repeated
-    sentence, after which generation can stop.
+    sentence, after which generation can stop. ``allowed``: the modalities that were observed
+    (:func:`observed_modalities`); a sentence whose cues name another one (a face when no face
+    was read) is dropped, so the explanation never cites evidence that does not exist.
     """
 
-    def __init__(self, lead: str = ""):
+    def __init__(self, lead: str = "", allowed: set[str] | None = None):
         self.buffer = lead  # the forced opening words (reasoning_lead): part of the first sentence
+        self.allowed = allowed
         self.out: list[str] = []
         self.seen: set[str] = set()
+        self.dropped: list[str] = []
         self.done = False
+
+    def _grounded(self, sentence: str) -> bool:
+        if self.allowed is None or cited_modalities(sentence) <= self.allowed:
+            return True
+        self.dropped.append(sentence.strip())
+        return False
 
     def feed(self, piece: str) -> str:
         if self.done:
@@ -197,7 +272,8 @@ class ReasoningFilter:
                 self.buffer = ""
                 break
             self.seen.add(key)
-            emitted.append(sentence)
+            if self._grounded(sentence):
+                emitted.append(sentence)
         text = "".join(emitted)
         if text:
             self.out.append(text)
@@ -206,7 +282,7 @@ class ReasoningFilter:
     def finish(self) -> str:
         tail = self.buffer.strip()
         self.buffer = ""
-        if self.done or not tail or self.out:
+        if self.done or not tail or self.out or not self._grounded(tail):
             return ""
         tail = (" " if not tail.startswith(" ") else "") + tail.rstrip(",;:- ") + "."
         self.out.append(tail)
@@ -217,9 +293,9 @@ class ReasoningFilter:
         return "".join(self.out).strip()
 
 
-def filter_reasoning(pieces) -> str:
+def filter_reasoning(pieces, allowed: set[str] | None = None) -> str:
     """Whole generated text -> the filtered reasoning (for non-streamed use)."""
-    f = ReasoningFilter()
+    f = ReasoningFilter(allowed=allowed)
     for p in pieces if not isinstance(pieces, str) else [pieces]:
         f.feed(p)
         if f.done:
@@ -280,13 +356,13 @@ def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotation
     if evidence.transcript.strip():
         words = evidence.transcript.strip().split()
         quote = " ".join(words[:14]) + (" ..." if len(words) > 14 else "")
-        tone = None
-        if evidence.sentiment is not None:
-            c = evidence.sentiment["compound"]
-            tone = "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
+        tone = _tone(evidence.sentiment["compound"]) if evidence.sentiment is not None else None
         fits = _tone_fits(tone, label) if tone else None
         fitting += ["words"] if fits else []
-        out.append(f'Their words, "{quote.rstrip(".!?")}", read {tone}{_fit(fits, label)}.' if tone else f'They say "{quote}".')
+        est = (evidence.experts.get(TRANSCRIPT) or {}).get("estimates") or {}
+        top = max(est.get("cue_words") or {}, key=lambda e: est["emotion_weights"][e], default=None)
+        cue = f", with {top} words ({', '.join(est['cue_words'][top][:2])})" if top else ""
+        out.append(f'Their words, "{quote.rstrip(".!?")}", read {tone}{cue}{_fit(fits, label)}.' if tone else f'They say "{quote}".')
     for name, title in ((BODY, "Body language"), (PHYSIO, "Physiology")):
         env = evidence.experts.get(name) or {}
         if env.get("status") == "ok" and (line := _summary_line(env)):

@@ -29,6 +29,7 @@ class Script:
     slow_s: float = 3.0
     requests: list[dict] = field(default_factory=list)
     scorer: object = None  # hf_server.HFScript for prompt_logprobs requests
+    reply: str | None = None  # a forced answer text (instead of "ANSWER: <summary>")
 
 
 def _reply(body: dict, script: Script) -> tuple[str | None, dict | None]:
@@ -37,6 +38,8 @@ def _reply(body: dict, script: Script) -> tuple[str | None, dict | None]:
     if body.get("tools") and not tool_msgs:
         return None, {"id": f"call_{len(script.requests)}", "type": "function", "function": {"name": script.call[0], "arguments": script.call[1]}}
     summary = json.loads(tool_msgs[-1]["content"]).get("summary", "") if tool_msgs else "no tools"
+    if script.reply is not None and not tool_msgs:
+        return script.reply, None
     return f"ANSWER: {summary}", None
 
 

@@ -115,7 +115,7 @@ def test_tools_list_and_run(tmp_path):
     import numpy as np
 
     specs = json.loads(run("tools", "list", "--json").stdout)
-    assert [s["function"]["name"] for s in specs] == ["analyze_body_language", "analyze_facial_expression", "analyze_physiology", "analyze_voice"]
+    assert [s["function"]["name"] for s in specs] == ["analyze_body_language", "analyze_facial_expression", "analyze_physiology", "analyze_transcript", "analyze_voice"]
     import neurokit2 as nk
 
     np.savez(tmp_path / "r.npz", sampling_rate=128, ECG=nk.ecg_simulate(duration=20, sampling_rate=128, heart_rate=90, random_state=0))

@@ -26,18 +26,20 @@ def test_evidence_record_is_json_and_non_identifying(pipeline, media_dir):
 
     ev = pipeline("fast").run(media_dir / "talk.mp4")
     d = ev.to_dict()
-    assert set(ev.experts) == {"analyze_facial_expression", "analyze_voice"} and not ev.failures
+    assert set(ev.experts) == {"analyze_facial_expression", "analyze_voice", "analyze_transcript"} and not ev.failures
     assert d["transcript"] == "I am so happy today, this is wonderful." and d["sentiment"]["compound"] > 0.5
-    assert {"decode", "deid", "transcribe", "analyze_facial_expression", "analyze_voice", "total"} <= set(d["timings"])
+    words = ev.experts["analyze_transcript"]["estimates"]
+    assert words["sentiment"] == d["sentiment"] and words["cue_words"]["joy"] == ["happy", "wonderful"]  # the words' cues
+    assert {"decode", "deid", "transcribe", "analyze_facial_expression", "analyze_voice", "analyze_transcript", "total"} <= set(d["timings"])
     assert d["deid"]["audio"]["mcadams_alpha"] == 0.8 and d["deid"]["video"]["frames_forwarded"] == 0
     assert "media" not in d and Evidence.from_dict(json.loads(json.dumps(d))) == ev  # round trip, no media
     assert str(media_dir) not in json.dumps(d)  # the clip's path is not in the record, only its name
 
 
 def test_profiles(pipeline, media_dir):
-    assert pipeline("none").run(media_dir / "talk.mp4").experts == {}
+    assert set(pipeline("none").run(media_dir / "talk.mp4").experts) == {"analyze_transcript"}  # text only: in every profile
     ev = pipeline("fast").run(media_dir / "speech.wav")  # audio only: no face expert to run
-    assert set(ev.experts) == {"analyze_voice"} and ev.inputs_used == {"video": False, "audio": True}
+    assert set(ev.experts) == {"analyze_voice", "analyze_transcript"} and ev.inputs_used == {"video": False, "audio": True}
     from deemo_llama.errors import DeemoError
 
     with pytest.raises(DeemoError, match="unknown experts profile"):

@@ -126,7 +126,7 @@ def test_untrained_checkpoint_gets_evidence_as_text_and_no_media(client, script,
     from deemo_llama.prompting import DEFAULT_LABELS
 
     assert list(ext["scores"]) == list(DEFAULT_LABELS) and abs(sum(ext["scores"].values()) - 1) < 1e-3
-    assert ext["label"] == max(ext["scores"], key=ext["scores"].get) and ext["mode"] == "zero-shot-text"
+    assert ext["label"] == max(ext["scores"], key=ext["scores"].get) and ext["mode"] == "zero-shot"
     assert r.choices[0].message.content.startswith(f"Emotion: {ext['label']}. Reasoning:")
     # the answer continues the label and the reasoning's lead (the first observed modality: here the words)
     assert sent["messages"][-1] == {"role": "assistant", "content": f"Emotion: {ext['label']}. Reasoning: Their words"}
@@ -159,7 +159,7 @@ def test_trained_checkpoint_gets_only_deidentified_media(backend, clips, tiny_pa
     import av
 
     parts = _media_parts(script.requests[-1])
-    assert [p["type"] for p in parts] == ["video_url", "input_audio"] and r.model_extra["deemo"]["mode"] == "multimodal"
+    assert [p["type"] for p in parts] == ["video_url", "input_audio"] and r.model_extra["deemo"]["mode"] == "trained"
     forwarded = base64.b64decode(parts[0]["video_url"]["url"].split(",", 1)[1])
     faces, frames = _faces(forwarded)
     assert frames >= 40 and faces == 0
@@ -395,3 +395,20 @@ def test_a_failing_expert_is_recorded_and_the_answer_still_comes(hf_gateway, tmp
     ev = r.model_extra["deemo"]["evidence"]
     assert "the voice expert crashed" in ev["failures"]["analyze_voice"] and "analyze_facial_expression" in ev["experts"]
     assert r.choices[0].message.content.startswith("Emotion: ")
+
+
+def test_the_answer_never_cites_a_modality_that_was_not_observed(client, script, clips):
+    """Forced model output that invents a face and a voice on a transcript-only request (experts
+    none, untrained checkpoint: the model read only the words): those sentences are dropped, streamed
+    or not; the sentence about the words stays."""
+    script.reply = " sound cheerful. Their face shows a wide smile. Their voice is loud and fast. The words are upbeat."
+    try:
+        msgs = [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "How do they feel?"}]}]
+        r = client.chat.completions.create(model="deemo", messages=msgs, max_tokens=40)
+        text = r.choices[0].message.content
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="deemo", messages=msgs, max_tokens=40, stream=True) if c.choices)
+    finally:
+        script.reply = None
+    for answer in (text, streamed):
+        assert answer.startswith("Emotion: ") and "Their words sound cheerful." in answer and "The words are upbeat." in answer, answer
+        assert "face" not in answer and "voice" not in answer and "smile" not in answer, answer

@@ -28,10 +28,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def hf():
-    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.assets import base_checkpoint
     from deemo_llama.build import load_checkpoint
 
-    ckpt = default_checkpoint()
+    ckpt = base_checkpoint()  # the plugin's parity with HF, on the architecture (serving the fine-tuned default: test_serve_e2e)
     model, processor = load_checkpoint(ckpt)
     return ckpt, model, processor
 

@@ -127,12 +127,15 @@ def formats() -> None:
 @data_app.command("synth")
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder for clips/ and manifest.jsonl.")],
-    clips: Annotated[Optional[int], typer.Option(min=18, help="Number of clips (rounded to the 6 labels x 3 kinds grid).")] = None,
-    seed: int = 0,
+    clips: Annotated[Optional[int], typer.Option(min=12, help="Number of clips (rounded to the 6 labels x 3 kinds grid; --heldout: 12-96, 2 kinds).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; --heldout 1000).")] = None,
     workers: Annotated[int, typer.Option(min=1)] = 1,
+    heldout: Annotated[bool, typer.Option("--heldout", help="The held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""
     from .synth import DEFAULT_CLIPS, synth_corpus
 
-    path = synth_corpus(out, clips=clips or DEFAULT_CLIPS, seed=seed, workers=workers)
+    if not heldout and clips is not None and clips < 18:
+        raise DeemoError(f"--clips {clips}: the corpus needs at least 18 (6 labels x 3 kinds)")
+    path = synth_corpus(out, clips=clips or (96 if heldout else DEFAULT_CLIPS), seed=(1000 if heldout else 0) if seed is None else seed, workers=workers, heldout=heldout)
     typer.echo(f"wrote {path}; build it with: deemo data build {path} OUT")

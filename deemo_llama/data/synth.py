@@ -345,6 +345,61 @@ def plan_corpus(clips: int = DEFAULT_CLIPS, seed: int = 0) -> list[dict[str, Any
     return specs
 
 
+# ---------------------------------------------------------------------------------------------
+# The held-out spoken set (``--heldout``): what the training corpus never uses. Sentences written
+# apart from the corpus' templates (the 48 emotional ones first served the answer benchmark); voices
+# that are not in VOICES x VARIANTS (plain en-gb, and other espeak-ng variants); prosody drawn from
+# the class ranges with its own seed, so no clip repeats a training clip's values. Spoken kinds only:
+# ``wording`` (the words carry the class; neutral prosody, as in training) and ``voice`` (a neutral
+# sentence; only the prosody carries the class). The face stays still.
+HELDOUT_SENTENCES: dict[str, tuple[str, ...]] = {
+    "neutral": ("The meeting starts at nine tomorrow.", "I took the bus to work today.", "The report has twelve pages.", "We need two more chairs in the room.",
+                "The shop closes at six.", "My brother lives in the next town.", "The train was on time this morning.", "I will send the file after lunch."),
+    "angry": ("This is outrageous, you lied to me again!", "I am sick of waiting, fix it now!", "How dare you take my parking spot!", "Stop shouting at me, I have had enough of this!",
+              "You ruined everything and I am furious!", "That was my money and you wasted it!", "I told you three times, listen to me!", "Get out of my office right now!"),
+    "happy": ("I passed the exam, this is wonderful!", "We are going on holiday next week, I can't wait!", "Thank you so much, I love this present!", "My sister had a healthy baby girl today!",
+              "What a beautiful sunny day, I feel great!", "We won the match, best day ever!", "I finally got the apartment I wanted!", "This cake is delicious, you made my day!"),
+    "sad": ("My grandmother passed away last night.", "I miss my old friends so much.", "Nobody came to my birthday party.", "I lost my job and I don't know what to do.",
+            "Our dog died this morning.", "I feel so lonely in this city.", "She left and never said goodbye.", "Everything I tried has failed."),
+    "worried": ("What if the test results are bad?", "I am not sure the bridge is safe.", "The rent is due and I have no money.", "He should have called hours ago, I hope he is fine.",
+                "I think I forgot to lock the door.", "The storm is getting closer to our house.", "My flight might be cancelled tomorrow.", "I don't know if I can finish this in time."),
+    "surprise": ("Wait, you are moving to Japan?", "I can't believe you are here!", "Wow, I never expected that!", "You mean the whole thing was a joke?",
+                 "Really? She is only twelve?", "Oh my, the house is completely empty!", "No way, you built this yourself?", "What, the concert is tonight?"),
+}
+# the voice kind's sentences: plain facts (VADER-neutral), none from the corpus' neutral templates
+HELDOUT_NEUTRAL = ("The library opens at ten on Saturdays.", "The parcel goes to the second address.", "The form has three sections.", "The car park is behind the station.",
+                   "The lecture moved to room four.", "The printer is on the third floor.", "The bus stops near the bakery.", "The boxes arrive on Monday.")
+HELDOUT_SUBJECTS = ("en-gb+m1", "en-us+Andy", "en-gb-x-rp+Annie", "en-gb-scotland+klatt", "en-us-nyc+Steph", "en-029+Michael", "en-gb-x-gbclan+Auntie", "en-us+Storm")
+HELDOUT_KINDS = ("wording", "voice")
+
+
+def plan_heldout(per_class: int = 8, seed: int = 1000) -> list[dict[str, Any]]:
+    """The held-out spoken set's clip parameters: per class ``per_class`` wording clips and as many
+    voice clips (at most 8 each), every subject speaking every class."""
+    if not 1 <= per_class <= 8:
+        raise DeemoError(f"the held-out set has 1-8 clips per class and kind, not {per_class}")
+    rng = np.random.default_rng([seed, 2])
+    w, h = SIZE
+    specs = []
+    for kind in HELDOUT_KINDS:
+        for label in LABELS:
+            for i in range(per_class):
+                subject = HELDOUT_SUBJECTS[(i + LABELS.index(label)) % len(HELDOUT_SUBJECTS)]
+                voice, variant = subject.split("+")
+                text = HELDOUT_SENTENCES[label][i] if kind == "wording" else HELDOUT_NEUTRAL[(i + LABELS.index(label)) % len(HELDOUT_NEUTRAL)]
+                pros = PROSODY[label if kind == "voice" else "neutral"]
+                spec = {
+                    "index": len(specs), "label": label, "kind": kind, "subject": subject, "voice": voice, "variant": variant, "transcript": text,
+                    "pitch": _uniform(rng, pros["pitch"]), "speed": _uniform(rng, pros["speed"]), "amplitude": _uniform(rng, pros["amplitude"]), "pitch_range": _uniform(rng, pros["pitch_range"]),
+                    "background": _background(rng), "position": [_uniform(rng, (0.38, 0.62), 3), _uniform(rng, (0.42, 0.56), 3)],
+                    "face_px": _uniform(rng, (150, 185)), "face_gain": _uniform(rng, (0.85, 1.15), 3), "motion": {"type": "still"},
+                    "render_seed": int(rng.integers(2**31)), "size": [w, h], "fps": FPS, "heldout": True,
+                }
+                spec["id"] = _clip_id(spec).replace("synth-", "heldout-", 1)
+                specs.append(spec)
+    return specs
+
+
 def corpus_sentences(seed: int = 0, clips: int = DEFAULT_CLIPS) -> list[tuple[str, str, str]]:
     """(label, kind, transcript) of every clip of the corpus ``seed`` and ``clips`` give."""
     return [(s["label"], s["kind"], s["transcript"]) for s in plan_corpus(clips, seed)]
@@ -506,17 +561,18 @@ def _render_job(spec: dict[str, Any], path: str) -> str:
     return spec["id"]
 
 
-def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, workers: int = 1, progress: bool = True) -> Path:
+def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, workers: int = 1, progress: bool = True, heldout: bool = False) -> Path:
     """Write ``out/clips/<id>.mp4`` and ``out/manifest.jsonl``; returns the manifest's path.
 
     ``clips`` is rounded to a multiple of 18 (6 classes x 3 kinds, balanced). Clips already on disk
     (complete: written atomically) are kept, so an interrupted run resumes; the manifest is written
-    last. ``workers`` > 1 renders in a process pool.
+    last. ``workers`` > 1 renders in a process pool. ``heldout``: the held-out spoken set instead
+    (:func:`plan_heldout`; ``clips`` = its size, 12-96, rounded to 12 per class step).
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
-    specs = plan_corpus(clips, seed)
+    specs = plan_heldout(max(1, min(8, round(clips / 12))), seed) if heldout else plan_corpus(clips, seed)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     todo = [s for s in specs if not (clip_dir / f"{s['id']}.mp4").is_file()]
@@ -537,4 +593,4 @@ def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, wor
     return write_manifest([manifest_row(s) for s in specs], out / "manifest.jsonl")
 
 
-__all__ = ["DEFAULT_CLIPS", "KINDS", "LABELS", "clues", "corpus_sentences", "corpus_size", "espeak", "manifest_row", "plan_corpus", "render_clip", "sentence_pools", "subjects", "synth_corpus", "vader_compound"]
+__all__ = ["DEFAULT_CLIPS", "HELDOUT_SENTENCES", "KINDS", "plan_heldout", "LABELS", "clues", "corpus_sentences", "corpus_size", "espeak", "manifest_row", "plan_corpus", "render_clip", "sentence_pools", "subjects", "synth_corpus", "vader_compound"]

@@ -26,6 +26,9 @@ def run_cmd(
     retries: Annotated[int, typer.Option(help="Retries per request on 429, 5xx and dropped connections, with exponential backoff.")] = 5,
     experts: Annotated[str, typer.Option(help="Expert profile of the Evidence pipeline: none | fast | all.")] = "fast",
     plain: Annotated[bool, typer.Option("--plain", help="Send no `deemo` extension (a server other than the deemo gateway); labels come from the text.")] = False,
+    mode: Annotated[Optional[str], typer.Option(help="With --checkpoint: zero-shot | trained | fused (as `deemo analyze --mode`), or free-text (zero-shot, the label read from the unforced answer). Default: the checkpoint's most trained.")] = None,
+    zero_media: Annotated[Optional[str], typer.Option("--zero-media", help="With --checkpoint: zero these modalities' media tokens (comma-separated: audio,video), an ablation.")] = None,
+    row_evidence: Annotated[bool, typer.Option("--row-evidence/--pipeline-evidence", help="With --checkpoint: answer from a built row's Evidence record (computed on the raw clip), or run the Evidence pipeline on the row's de-identified media as a server does.")] = True,
     split: Annotated[Optional[str], typer.Option(help="Only rows of this split.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N rows the task takes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -37,6 +40,13 @@ def run_cmd(
         raise DeemoError("give exactly one of --endpoint URL or --checkpoint DIR")
     if experts not in ("none", "fast", "all"):
         raise DeemoError(f"--experts must be none, fast or all, not {experts!r}")
+    if endpoint is not None and (mode or zero_media):
+        raise DeemoError("--mode and --zero-media choose how a checkpoint runs in process: use them with --checkpoint")
+    zeroed = tuple(m.strip() for m in (zero_media or "").split(",") if m.strip())
+    if any(m not in ("audio", "video") for m in zeroed):
+        raise DeemoError(f"--zero-media takes audio and/or video, not {zero_media!r}")
+    if mode is not None and mode not in ("zero-shot", "trained", "fused", "free-text"):
+        raise DeemoError(f"--mode must be zero-shot, trained, fused or free-text, not {mode!r}")
     if endpoint is not None:
         if not endpoint.startswith(("http://", "https://")):
             raise DeemoError(f"--endpoint {endpoint!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
@@ -44,7 +54,7 @@ def run_cmd(
     else:
         if str(checkpoint) != "default" and not (checkpoint / "config.json").is_file():
             raise DeemoError(f"--checkpoint {checkpoint}: not a deemo-llama checkpoint (no config.json)")
-        backend = LocalBackend(None if str(checkpoint) == "default" else checkpoint, experts=experts)
+        backend = LocalBackend(None if str(checkpoint) == "default" else checkpoint, experts=experts, mode="zero-shot" if mode == "free-text" else mode, free_text=mode == "free-text", zero_media=zeroed, row_evidence=row_evidence)
     s = run(data, task, out, backend, split=split, limit=limit)
     report = json.loads((out / "report.json").read_text())
     if as_json:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..data.labels import LabelSet
 
-NEGATIONS = frozenset("not no never neither nor without hardly barely isn't aren't wasn't weren't don't doesn't didn't cannot can't nothing none".split())
+from ..prompting import NEGATIONS  # noqa: E402,F401  (the one list)
 _ANSWER = re.compile(r"\b(?:emotion|label|answer|prediction)\s*[:=-]\s*([a-z][a-z _-]{0,40})", re.I)
 _NOT_NEGATING = frozenset("just only merely simply".split())  # "not just happy" still says happy
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")

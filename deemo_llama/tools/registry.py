@@ -22,9 +22,10 @@ def _tools() -> dict[str, type[Tool]]:
     from .body import AnalyzeBodyLanguage
     from .face import AnalyzeFacialExpression
     from .physiology import AnalyzePhysiology
+    from .transcript import AnalyzeTranscript
     from .voice import AnalyzeVoice
 
-    return {cls.name: cls for cls in (AnalyzeBodyLanguage, AnalyzeFacialExpression, AnalyzePhysiology, AnalyzeVoice)}
+    return {cls.name: cls for cls in (AnalyzeBodyLanguage, AnalyzeFacialExpression, AnalyzePhysiology, AnalyzeTranscript, AnalyzeVoice)}
 
 
 def tool_names() -> list[str]:
@@ -75,6 +76,8 @@ class ToolCache:
         """(result dict, True if it came from the cache). On a miss ``compute()`` (default:
         ``tool.run(**arguments)``) makes the result, e.g. from media the caller decoded already."""
         tool.validate(arguments)
+        if not tool.path_arguments:  # a text-only tool (analyze_transcript): cheap, no file to key on
+            return (compute() if compute is not None else tool.run(**arguments)).to_dict(), False
         path = Path(arguments[tool.path_arguments[0]])
         if not path.is_file():
             raise DeemoError(f"{path}: no such file")

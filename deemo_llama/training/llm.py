@@ -290,7 +290,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     from accelerate import Accelerator
     from safetensors.torch import load_file
 
-    from ..assets import default_checkpoint
+    from ..assets import base_checkpoint
     from ..build import load_checkpoint, save_checkpoint
     from .recipe import dump_recipe
 
@@ -306,7 +306,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         check_rows(f)
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
-    model, processor = load_checkpoint(recipe.model.checkpoint or default_checkpoint(), load_adapter=False, quantization=recipe.model.quantization)
+    model, processor = load_checkpoint(recipe.model.checkpoint or base_checkpoint(), load_adapter=False, quantization=recipe.model.quantization)
     if recipe.model.quantization != "none":
         from peft import prepare_model_for_kbit_training
 

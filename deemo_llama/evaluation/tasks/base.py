@@ -17,6 +17,7 @@ class Item:
     labels: tuple[str, ...]
     media: str | None  # the clip (the row's de-identified media file)
     max_tokens: int = 96
+    evidence: str | None = None  # the row's Evidence record (computed by the builder on the raw clip)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +65,7 @@ class Task:
         from ...data.rows import question
 
         ls = label_set_of(row)
-        return Item(row["id"], question(row["kind"], row["clip_id"], ls)[0], ls.labels, row.get("media"))
+        return Item(row["id"], question(row["kind"], row["clip_id"], ls)[0], ls.labels, row.get("media"), evidence=row.get("evidence"))
 
     def row_fields(self, row: dict) -> dict:
         """What of the row the report needs (the result line stores it beside the reply)."""

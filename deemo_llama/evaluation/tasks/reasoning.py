@@ -9,41 +9,41 @@ the judge's replies are stored in the run, and unparseable ones are counted, not
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 
 from ... import metrics as M
-from ..extract import NEGATIONS, emotion_words
+from ...prompting import CUE_MODALITY, CUES, cited_modalities, cue_set  # noqa: F401  (the one cue vocabulary; CUES re-exported)
+from ..extract import emotion_words
 from .base import Task, label_set_of
 
-# cue terms (word prefixes) of the field's vocabulary; each maps to one clue
-CUES = {
-    "smile": "smile", "grin": "smile", "laugh": "smile", "frown": "frown", "brow": "brow", "eyebrow": "brow",
-    "tear": "tears", "cry": "tears", "crie": "tears", "grimace": "grimace", "jaw": "jaw", "lip": "lips", "mouth": "mouth",
-    "eye": "eyes", "gaze": "eyes", "stare": "eyes", "blink": "eyes", "face": "face", "facial": "face", "expression": "face",
-    "pitch": "pitch", "loud": "loudness", "quiet": "loudness", "soft": "loudness", "volume": "loudness", "trembl": "tremor",
-    "shak": "tremor", "tremor": "tremor", "fast": "tempo", "slow": "tempo", "pace": "tempo", "rapid": "tempo", "speed": "tempo",
-    "monoton": "flat voice", "flat": "flat voice", "even": "flat voice", "tone": "tone", "voice": "voice", "sigh": "sigh",
-    "posture": "posture", "slump": "posture", "lean": "posture", "gestur": "gesture", "fidget": "fidget", "shrug": "shrug",
-    "arm": "arms", "head": "head", "nod": "head", "withdraw": "withdrawal", "shrink": "withdrawal", "draw": "withdrawal",
-    "hand": "hands", "word": "words", "said": "words", "says": "words", "sentence": "words", "transcript": "words",
-}
-_TOKEN = re.compile(r"[a-z]+")
+FINDING_MODALITY = {"Face": "face", "Voice": "voice", "Body": "body", "Physiology": "physiology", "Wording": "words"}
 
 
-def cue_set(text: str) -> set[str]:
-    words = _TOKEN.findall((text or "").lower())
+def observed_modalities(evidence: dict | None) -> set[str]:
+    """What the system was shown (a reply's evidence summary): the experts' finding lines that are not
+    "no face visible"/"no voiced speech", and the words when there is a transcript."""
+    if (evidence or {}).get("observed") is not None:  # the backend said (evidence_summary)
+        return set(evidence["observed"])
     out = set()
-    for i, w in enumerate(words):
-        if any(n in NEGATIONS for n in words[max(0, i - 2) : i]):
-            continue
-        for stem, cue in CUES.items():
-            if w.startswith(stem) and (len(stem) >= 4 or w == stem or w.rstrip("s") == stem):
-                out.add(cue)
-                break
+    for line in (evidence or {}).get("findings") or []:
+        head, _, rest = line.removeprefix("- ").partition(":")
+        if head in FINDING_MODALITY and not rest.strip().lower().startswith("no "):
+            out.add(FINDING_MODALITY[head])
+    if ((evidence or {}).get("transcript") or "").strip():
+        out.add("words")
     return out
+
+
+def grounding(text: str, evidence: dict | None) -> dict | None:
+    """{cited, observed, grounded}: the modalities the explanation's cues name, and whether each was
+    observed (the judge-free proxy "cites only observed evidence"); None without an evidence summary."""
+    if evidence is None:
+        return None
+    cited = cited_modalities(text)
+    seen = observed_modalities(evidence)
+    return {"cited": sorted(cited), "observed": sorted(seen), "grounded": cited <= seen}
 
 
 def set_f1(pred: set, gold: set) -> float:

@@ -26,15 +26,18 @@ class RecognitionTask(Task):
     kinds = ("recognition",)
 
     def parse(self, row: dict, reply: dict) -> dict:
+        from .reasoning import grounding
+
         ls = label_set_of(row)
+        why = grounding(reply.get("text") or "", reply.get("evidence"))
         scores = reply.get("scores")
         if scores:
             own = {ls.normalise(k): v for k, v in scores.items()}
             own = {k: v for k, v in own.items() if k is not None}
             if own:
-                return {"label": max(own, key=own.get), "how": "scores", "scores": own}
+                return {"label": max(own, key=own.get), "how": "scores", "scores": own, "grounding": why}
         ex = extract_label(reply.get("text") or "", ls)
-        return {"label": ex.label or UNPARSED, "how": ex.how, "scores": None}
+        return {"label": ex.label or UNPARSED, "how": ex.how, "scores": None, "grounding": why}
 
     def metrics(self, records: Sequence[dict], bootstrap: int = 1000) -> dict:
         if not records:
@@ -53,6 +56,9 @@ class RecognitionTask(Task):
         out["unparsed"] = int(np.sum(y_pred == UNPARSED))
         out["parsed_from"] = {k: int(v) for k, v in zip(*np.unique([r["prediction"]["how"].split(":")[0] for r in records], return_counts=True))}
         out["fairness"] = fairness_report(records, y_true, y_pred, labels, bootstrap)
+        grounded = [g["grounded"] for r in records if (g := r["prediction"].get("grounding")) is not None]
+        # the judge-free reasoning proxy: explanations whose cues name only modalities that were observed
+        out["cites_only_observed"] = float(np.mean(grounded)) if grounded else None
         return out
 
 

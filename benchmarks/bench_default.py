@@ -1,0 +1,131 @@
+"""Proof of the fine-tuned default (issue 13), through `deemo eval`: held-out spoken clips, six systems.
+
+    .venv/bin/python benchmarks/bench_default.py [--work /tmp/bench-default] [--checkpoint CKPT] [--out results.json]
+
+The held-out set is `deemo data synth --heldout` (96 clips: 8 per MER class of each kind; sentences,
+voices and prosody values the training corpus never uses), built by `deemo data build` inside the
+privacy boundary (experts fast, Whisper transcripts of the anonymised audio), then asked by
+`deemo eval run --task recognition` once per system, all on the same rows in one run:
+
+    (a) free text     the base LLM (zero-shot), its unforced answer; the label read from the text
+    (b) calibrated    the base LLM (zero-shot), calibrated label scores (`--mode zero-shot`)
+    (c) transcript    (b) with the words only (`--experts none`): a transcript-only system
+    (d) trained LLM   the fine-tuned LLM alone, media tokens in (`--mode trained`)
+    (e) default       the shipped default as users meet it: trained LLM + fuser (`--mode fused`)
+    (f) media zeroed  (e) with the audio and video tokens zeroed (`--zero-media audio,video`)
+
+Printed: accuracy, UAR, macro-F1, the largest share of predictions, accuracy on the wording clips and
+on the voice clips (neutral words: only the prosody carries the class), the share of explanations
+citing only observed evidence, and each system's confusion matrix (also as a figure, confusion.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+DEEMO = [sys.executable, "-m", "deemo_llama.cli"]
+# (checkpoint, options): "base" is the embedded untrained checkpoint (its LLM is the default's without
+# the adapter, which is what zero-shot runs), "trained" the fine-tuned default (or --checkpoint)
+SYSTEMS = {
+    "(a) free text": ("base", ["--mode", "free-text"]),
+    "(b) calibrated": ("base", ["--mode", "zero-shot"]),
+    "(c) transcript only": ("base", ["--mode", "zero-shot", "--experts", "none"]),
+    "(d) trained LLM": ("trained", ["--mode", "trained"]),
+    "(e) default (fused)": ("trained", ["--mode", "fused"]),
+    "(f) default, media zeroed": ("trained", ["--mode", "fused", "--zero-media", "audio,video"]),
+}
+
+
+def sh(*args, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(a) for a in args], cwd=ROOT, text=True, **kw)
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(map(str, args))}")
+    return r
+
+
+def build(work: Path) -> Path:
+    rows = work / "built" / "test.jsonl"
+    if not rows.is_file():
+        sh(*DEEMO, "data", "synth", work / "clips", "--heldout")
+        sh(*DEEMO, "data", "build", work / "clips" / "manifest.jsonl", work / "built", "--kinds", "recognition", "--experts", "fast", "--transcript", "whisper", "--split", "0,0,1")
+    return rows
+
+
+def per_kind(run: Path) -> dict[str, float]:
+    recs = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines() if x.strip()]
+    out = {}
+    for kind in ("wording", "voice"):
+        hits = [r["prediction"]["label"] == r["row"]["label"] for r in recs if r["row"]["meta"]["kind"] == kind]
+        out[kind] = sum(hits) / len(hits) if hits else float("nan")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
+    ap.add_argument("--checkpoint", default="default", help="the fine-tuned checkpoint (default: the shipped default)")
+    ap.add_argument("--systems", default=",".join(k[1] for k in SYSTEMS), help="letters of the systems to run")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    rows = build(args.work)
+    table, confusions = {}, {}
+    from deemo_llama.assets import base_checkpoint
+
+    for name, (which, extra) in SYSTEMS.items():
+        if name[1] not in args.systems.split(","):
+            continue
+        run = args.work / "runs" / name[1]
+        ckpt = base_checkpoint() if which == "base" else args.checkpoint
+        sh(*DEEMO, "eval", "run", "--data", rows, "--task", "recognition", "--out", run, "--checkpoint", ckpt, *extra, "--json", stdout=subprocess.DEVNULL)
+        rep = json.loads((run / "report.json").read_text())["metrics"]
+        table[name] = {"accuracy": rep["accuracy"]["value"], "uar": rep["uar"]["value"], "macro_f1": rep["macro_f1"]["value"], "top_share": rep["top_prediction_share"],
+                       **{f"acc_{k}": v for k, v in per_kind(run).items()}, "cites_only_observed": rep.get("cites_only_observed"), "unparsed": rep["unparsed"]}
+        confusions[name] = (rep["labels"], rep["confusion"])
+    from rich.console import Console
+    from rich.table import Table
+
+    n = sum(1 for x in rows.read_text().splitlines() if x.strip())
+    cols = ("accuracy", "uar", "macro_f1", "top_share", "acc_wording", "acc_voice", "cites_only_observed", "unparsed")
+    t = Table(title=f"held-out spoken set: {n} clips, 6 classes (chance 0.167); {machine()}")
+    t.add_column("system")
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right")
+    for k, v in table.items():
+        t.add_row(k, *(f"{v[c]:.3f}" if isinstance(v[c], float) else str(v[c]) for c in cols))
+    Console(width=160).print(t)
+    for name, (labels, conf) in confusions.items():
+        print(f"\n{name}: confusion (rows true, columns predicted: {', '.join(labels)})")
+        for lab, row in zip(labels, conf):
+            print(f"  {lab:>9s} " + " ".join(f"{v:3d}" for v in row))
+    _plot(confusions, args.work / "confusion.png")
+    if args.out:
+        args.out.write_text(json.dumps({"scores": table, "confusion": confusions, "machine": machine()}, indent=1))
+
+
+def _plot(confusions: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(confusions), figsize=(3.2 * len(confusions), 3.4))
+    for ax, (name, (labels, conf)) in zip(np.atleast_1d(axes), confusions.items()):
+        ax.imshow(np.asarray(conf), cmap="Blues")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"\nconfusion matrices: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""The transcript expert, learned fusion, modes, the held-out spoken set, calibration of a biased
+toy model, and grounded reasoning (tiny parts; no real weights)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+# -- analyze_transcript ------------------------------------------------------------------------------
+def test_transcript_expert_handles_negation_and_intensifiers():
+    from deemo_llama.tools import get_tool
+
+    tool = get_tool("analyze_transcript")
+    neg = tool.run(text="I am not happy at all.").to_dict()
+    est = neg["estimates"]
+    assert neg["status"] == "ok" and est["emotion_weights"]["joy"] == 0 and est["negated_words"] == ["happy"]
+    assert est["sentiment"]["compound"] < -0.05 and est["lexicon_polarity"] == {"positive": 0.0, "negative": 1.0}  # polarity flipped
+    assert [e["type"] for e in neg["events"]] == ["negated_cue"] and "negated ones: happy" in neg["summary"]
+    plain = tool.run(text="I am happy.").to_dict()["estimates"]["emotion_weights"]["joy"]
+    boosted = tool.run(text="I am very happy.").to_dict()["estimates"]["emotion_weights"]["joy"]
+    damped = tool.run(text="I am slightly happy.").to_dict()["estimates"]["emotion_weights"]["joy"]
+    assert damped < plain < boosted
+    # a clause boundary ends the negation's reach: "not sad, but happy" keeps the joy
+    mixed = tool.run(text="I am not sad, but I am delighted.").to_dict()["estimates"]
+    assert mixed["emotion_weights"]["joy"] > 0 and mixed["emotion_weights"]["sadness"] == 0 and mixed["negated_words"] == ["sad"]
+    # only lexicon words leave the tool: a name in the transcript is not in the envelope
+    named = tool.run(text="Margaret says the funeral was terrible.").to_dict()
+    assert "margaret" not in json.dumps(named).lower() and "terrible" in json.dumps(named["estimates"]["cue_words"])
+    assert tool.run(text="   ").to_dict()["status"] == "no_signal"
+
+
+def test_transcript_expert_is_a_text_tool_in_the_tool_loop_and_cli(tmp_path):
+    from deemo_llama.tools import ToolCache
+    from deemo_llama.tools.loop import ToolSession
+
+    session = ToolSession({}, cache=ToolCache(tmp_path / "cache"))  # no clip: only the text tool is offered
+    assert [s["function"]["name"] for s in session.specs()] == ["analyze_transcript"]
+    step = session.call("analyze_transcript", json.dumps({"text": "I am furious!"}))
+    assert step.status == "ok" and step.result["estimates"]["emotion_weights"]["anger"] > 0
+
+
+# -- the fuser -----------------------------------------------------------------------------------
+def _planted(n=300, seed=0):
+    """Three labels; feature a strongly and b weakly tied to the label, c pure noise."""
+    rng = np.random.default_rng(seed)
+    labels = ["happy", "sad", "angry"]
+    y = rng.integers(0, 3, n)
+    onehot = np.eye(3)[y]
+    rows = []
+    for i in range(n):
+        rows.append({**{f"voice.a{k}": 3.0 * onehot[i, k] + rng.normal() for k in range(3)},
+                     **{f"words.b{k}": 0.8 * onehot[i, k] + rng.normal() for k in range(3)},
+                     **{f"face.c{k}": rng.normal() for k in range(3)}})
+    return rows, [labels[k] for k in y], labels
+
+
+def test_fuser_recovers_the_planted_weights_ranking():
+    from deemo_llama.fusion import fit
+
+    rows, y, labels = _planted()
+    f = fit(rows, y, labels, C=1.0)
+    w = np.abs(np.asarray(f.coef))
+    strength = {g: w[:, [j for j, n in enumerate(f.features) if n.startswith(g)]].mean() for g in ("voice.a", "words.b", "face.c")}
+    assert strength["voice.a"] > strength["words.b"] > strength["face.c"], strength
+    # each strong feature's largest weight is on its own label
+    for k, lab in enumerate(labels):
+        assert labels[int(np.argmax(np.asarray(f.coef)[:, f.features.index(f"voice.a{k}")]))] == lab
+    hits = np.mean([max(p := f.predict(r), key=p.get) == t for r, t in zip(*_planted(100, seed=1)[:2])])
+    assert hits > 0.8  # held-out rows of the same process
+
+
+def test_fuser_round_trips_with_its_feature_list(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from deemo_llama.errors import DeemoError
+    from deemo_llama.fusion import Fuser, find_fuser, fit
+
+    rows, y, labels = _planted(120)
+    f = fit(rows, y, labels, C=0.5)
+    f.info["held_out"] = {"fused": {"accuracy": 0.9}}
+    path = f.save(tmp_path)
+    g = find_fuser(tmp_path)
+    assert path.name == "fuser.json" and g.features == f.features and g.labels == labels and g.coef == f.coef and g.info == f.info
+    assert g.predict(rows[0]) == f.predict(rows[0])
+    # the same numbers as scikit-learn's own model on the standardised features
+    X = np.array([[r[k] for k in f.features] for r in rows])
+    Z = (X - np.array(f.means)) / np.array(f.scale)
+    ref = LogisticRegression(C=0.5, max_iter=5000, random_state=0).fit(Z, y)
+    want = dict(zip(ref.classes_, ref.predict_proba(Z[:1])[0]))
+    assert all(abs(g.predict(rows[0])[k] - want[k]) < 1e-3 for k in labels)
+    # a missing feature takes its training mean; an unknown extra one is ignored
+    partial = {k: v for k, v in rows[0].items() if not k.startswith("face.")} | {"body.new": 5.0}
+    assert abs(sum(g.predict(partial).values()) - 1) < 1e-3
+    bad = json.loads(path.read_text())
+    bad["coef"] = bad["coef"][:-1]
+    path.write_text(json.dumps(bad))
+    with pytest.raises(DeemoError, match="do not match"):
+        Fuser.load(tmp_path)
+
+
+def test_decide_names_the_drivers_and_the_conflicts():
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.fusion import decide, fit
+
+    labels = ["happy", "sad"]
+    rng = np.random.default_rng(0)
+    rows, y = [], []
+    for i in range(200):
+        lab = i % 2
+        rows.append({"llm.happy": 0.5 + 0.1 * rng.normal(), "llm.sad": 0.5, "voice.present": 1.0, "voice.pitch_median_semitones": 40 + 8 * (1 - lab) + rng.normal(), "words.present": 1.0,
+                     "words.sentiment.compound": (0.6 if lab == 0 else -0.6) + 0.3 * rng.normal()})
+        y.append(labels[lab])
+    f = fit(rows, y, labels)
+    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_median_semitones": 50.0}},
+                      "analyze_transcript": {"status": "ok", "estimates": {"sentiment": {"compound": -0.7}}}}}
+    label, scores, fusion = decide({"happy": 0.5, "sad": 0.5}, ev, f)
+    assert fusion["llm_scores"] == {"happy": 0.5, "sad": 0.5} and set(scores) == set(labels)
+    cues = [d["cue"] for d in fusion["drivers"]]
+    other = "sad" if label == "happy" else "happy"
+    # the high voice says happy, the negative words say sad: whichever wins, the other is a conflict
+    assert cues and fusion["conflicts"] and set(fusion["conflicts"].values()) == {other} and fusion["sentence"].startswith("Fused, ")
+    # no fuser, or a request for another label set: the LLM's own choice, untouched
+    assert decide({"happy": 0.3, "sad": 0.7}, Evidence(profile="none", clip={}, deid={}), None) == ("sad", {"happy": 0.3, "sad": 0.7}, None)
+    assert decide({"calm": 0.6, "tense": 0.4}, ev, f)[2] is None
+
+
+def test_features_flatten_the_experts_envelopes():
+    from deemo_llama.fusion import clip_features
+
+    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 2.5, "method": "x"}},
+                      "analyze_facial_expression": {"status": "no_signal", "estimates": {}},
+                      "analyze_transcript": {"status": "ok", "estimates": {"sentiment": {"compound": 0.4}, "cue_words": {"joy": ["glad"]}}}}}
+    f = clip_features(ev, {"happy": 0.7, "sad": 0.3})
+    assert f["llm.happy"] == 0.7 and f["voice.pitch_iqr_semitones"] == 2.5 and f["voice.present"] == 1.0
+    assert f["face.present"] == 0.0 and f["words.sentiment.compound"] == 0.4 and not any("cue_words" in k or "method" in k for k in f)
+
+
+# -- modes -----------------------------------------------------------------------------------------
+def test_modes_follow_what_the_checkpoint_has():
+    from deemo_llama.analyze import resolve_mode
+    from deemo_llama.errors import DeemoError
+
+    fuser = object()
+    assert resolve_mode(None, False, False, None) == "zero-shot"
+    assert resolve_mode(None, True, True, None) == "trained" and resolve_mode(None, True, True, fuser) == "fused"
+    assert resolve_mode("zero-shot", True, True, fuser) == "zero-shot"
+    with pytest.raises(DeemoError, match="never fine-tuned"):
+        resolve_mode("trained", False, False, None)
+    with pytest.raises(DeemoError, match="no fuser.json"):
+        resolve_mode("fused", True, True, None)
+    with pytest.raises(DeemoError, match="unknown mode"):
+        resolve_mode("psychic", True, True, None)
+
+
+# -- calibration of a deliberately biased toy model -----------------------------------------------------
+def test_calibration_cancels_a_toy_model_biased_towards_one_label(tiny):
+    """A tiny LLM whose output layer is pushed towards the tokens of " happy": scored raw it
+    says happy for every transcript; content-free calibration takes the push out (the calibrated
+    choice is no longer always happy, and equals the unbiased model's calibrated choice on most)."""
+    import torch
+
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import build_messages
+    from deemo_llama.scoring import HFLabelScorer
+
+    model, proc = tiny
+    labels = ("happy", "sad", "angry")
+    texts = ["The person smiles.", "She speaks slowly with long pauses.", "I am so angry about this!", "Neutral tone, steady voice.", "It is not fair!", "They are happy to be here."]
+    msgs = [build_messages(Evidence(profile="none", clip={}, deid={}, transcript=t), labels) for t in texts]
+    unbiased = [HFLabelScorer(model, proc, calibrate=True).score(m, labels) for m in msgs]
+    tok = proc.tokenizer
+    ids = {lab: set(tok(f"Emotion: {lab}.", add_special_tokens=False).input_ids) for lab in labels}
+    push = sorted(ids["happy"] - ids["sad"] - ids["angry"])  # the tokens only "happy" is spelled with
+    bias = torch.zeros(len(tok))
+    bias[push] = 8.0
+    head = model.language_model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda mod, inp, out: out + bias[: out.shape[-1]].to(out.dtype))
+    try:
+        raw = [HFLabelScorer(model, proc, calibrate=False).score(m, labels) for m in msgs]
+        cal = [HFLabelScorer(model, proc, calibrate=True).score(m, labels) for m in msgs]
+    finally:
+        hook.remove()
+    assert all(max(s, key=s.get) == "happy" and s["happy"] > 0.9 for s in raw)  # the bias decides everything
+    assert sum(max(s, key=s.get) == "happy" for s in cal) < len(texts)
+    assert np.mean([abs(c["happy"] - u["happy"]) for c, u in zip(cal, unbiased)]) < 0.1  # the push is cancelled
+
+
+# -- grounded reasoning ----------------------------------------------------------------------------
+def test_reasoning_never_names_an_expert_that_did_not_run(tiny, monkeypatch):
+    """The model's (forced) explanation invents a face and a heart rate for a clip where only the
+    voice expert and the words were observed: those sentences never reach the answer."""
+    from deemo_llama import analyze as A
+    from deemo_llama import generation
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import observed_modalities, reasoning_lead
+
+    model, proc = tiny
+    forced = " is loud and fast. Their face shows a wide smile. The words are upbeat. Their posture is slumped. The voice rises at the end."
+
+    def scripted(*args, **kwargs):  # the tiny model's output, forced
+        yield from (forced[i : i + 5] for i in range(0, len(forced), 5))
+
+    monkeypatch.setattr(generation, "stream_chat", scripted)
+    analyzer = A.Analyzer.__new__(A.Analyzer)
+    analyzer.model, analyzer.processor, analyzer.max_new_tokens = model, proc, 32
+    ev = Evidence(profile="fast", clip={"has_video": True, "has_audio": True}, deid={}, transcript="What a day!",
+                  experts={"analyze_voice": {"status": "ok", "estimates": {}, "events": []}, "analyze_facial_expression": {"status": "error"}})
+    allowed = observed_modalities(ev)
+    assert allowed == {"voice", "words"} and reasoning_lead(ev) == "Their voice"
+    text = "".join(analyzer.stream_reasoning([], [], [], "happy", reasoning_lead(ev), allowed))
+    assert text == "Their voice is loud and fast. The words are upbeat. The voice rises at the end.", text
+    # a trained checkpoint that was shown the de-identified frames may describe what it saw
+    assert {"face", "body"} <= observed_modalities(ev, forwarded=True)
+
+
+# -- the held-out spoken set --------------------------------------------------------------------------
+def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus():
+    from deemo_llama.data.synth import LABELS, PROSODY, plan_corpus, plan_heldout, sentence_pools, subjects
+
+    held = plan_heldout(8)
+    assert len(held) == 96 and {s["kind"] for s in held} == {"wording", "voice"}
+    assert all(sum(s["label"] == lab and s["kind"] == k for s in held) == 8 for lab in LABELS for k in ("wording", "voice"))
+    training = {x for pool in sentence_pools().values() for x in pool}
+    assert not {s["transcript"] for s in held} & training
+    assert not {s["subject"] for s in held} & set(subjects(0))
+    train_values = {(s["pitch"], s["speed"], s["amplitude"], s["pitch_range"]) for s in plan_corpus(432, 0)}
+    assert sum((s["pitch"], s["speed"], s["amplitude"], s["pitch_range"]) in train_values for s in held) <= 2
+    for s in held:  # the class's prosody carries the voice clips; the wording clips speak neutrally
+        pros = PROSODY[s["label"] if s["kind"] == "voice" else "neutral"]
+        assert pros["pitch"][0] <= s["pitch"] <= pros["pitch"][1]
+
+
+def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, tmp_path):
+    """`deemo fuser train` on rows whose Evidence plants the label in the voice's pitch (the tiny
+    LLM's scores are noise): the saved fuser's held-out table shows the voice carrying it and the LLM
+    alone near chance; a second run reuses the cached features (no row is scored twice)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    labels = ["happy", "sad", "angry"]
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        k = i % 3
+        ev = {"version": "2", "experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_median_semitones": 30.0 + 8.0 * k + rng.normal()}}}}
+        (tmp_path / f"ev{i}.json").write_text(json.dumps(ev))
+        rows.append({"schema_version": "1", "id": f"c{i:03d}/recognition", "clip_id": f"c{i:03d}", "kind": "recognition", "split": "validation", "subject": f"s{i % 6}",
+                     "label": labels[k], "label_set": {"name": "custom", "labels": labels}, "evidence": f"ev{i}.json",
+                     "messages": [{"role": "user", "content": [{"type": "text", "text": f"Clip {i}. How does the person feel?"}]}, {"role": "assistant", "content": [{"type": "text", "text": f"Emotion: {labels[k]}."}]}]})
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [sys.executable, "-m", "deemo_llama.cli", "fuser", "train", "--checkpoint", str(ckpt), "--data", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    fuser = json.loads((ckpt / "fuser.json").read_text())
+    ho = fuser["info"]["held_out"]
+    assert ho["fused"]["accuracy"] >= 0.9 and ho["voice only"]["accuracy"] >= 0.9 and ho["llm alone"]["accuracy"] < 0.6, ho
+    assert "voice.pitch_median_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
+    cached = (ckpt / "fuser_features.jsonl").read_text()
+    assert len(cached.splitlines()) == 48
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
+    assert again.returncode == 0 and (ckpt / "fuser_features.jsonl").read_text() == cached and "fuser features" not in again.stderr
+    bad = subprocess.run([*cmd[:-2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
