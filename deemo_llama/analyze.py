@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Literal
 
 import torch
 
-from .evidence import Evidence, EvidencePipeline, Profile
+from .evidence import Evidence, EvidencePipeline, Profile, model_frames_of
 from .penalties import DEFAULT_PENALTIES, logits_processors
 from .prompting import DEFAULT_LABELS, ReasoningFilter, build_messages, finding_lines, forced_answer, observed_modalities, reasoning_lead
 from .fusion import decide
@@ -114,7 +114,6 @@ class Analyzer:
         self.model, self.processor = load_checkpoint(self.checkpoint, dtype=dtype, device=device, load_adapter=self.mode != "zero-shot")
         self.labels = tuple(labels or (self.fuser.labels if self.fuser else DEFAULT_LABELS))
         self.max_new_tokens = max_new_tokens
-        enc = self.model.config.video.encoder if self.model.config.video is not None else None
         # The privacy boundary: the models below only ever see blurred frames, McAdams-anonymised
         # audio and the transcript of that audio; the experts read the raw media inside it.
         self.deid = deid
@@ -125,7 +124,7 @@ class Analyzer:
             cache=cache,
             max_seconds=max_seconds,
             forward_media=self.mode != "zero-shot" and bool(config.projectors_trained),
-            model_frames=(enc.num_frames, enc.sampling, enc.fps) if enc else (8, "uniform", 1.0),
+            model_frames=model_frames_of(self.model.config),
             deidentify=deid,
         )
         # content-free calibration for the LLM that was never trained on the task (scoring.py); a

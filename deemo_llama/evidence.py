@@ -5,10 +5,17 @@ the gateway, the instruction-data builder and the evaluation runner:
 
     decode once (PyAV, at the profile's frame rate) ──┬─ audio -> McAdams -> Whisper transcript of the ANONYMISED audio
                                                        ├─ experts on the raw decoded media (inside the privacy boundary):
-                                                       │    face (frames + shared CenterFace boxes), body (frames), voice (audio)
-                                                       ├─ physiology from its own recording, when given
-                                                       └─ the frames the model sees, blurred, only when they are forwarded
+                                                       │    face (frames), body (frames), voice (audio)
+                                                       └─ physiology from its own recording, when given
+    the media the model sees, only when they are forwarded (a checkpoint with trained projectors):
+        the clip de-identified to a file (every frame at MODEL_VIDEO_FPS blurred, H.264; McAdams audio,
+        AAC) -> decoded the checkpoint's way (frames sampled, 16 kHz audio)
     -> Evidence(deid report, transcript + segments, each expert's envelope, failures, timings)
+
+The model's media are made ONE way for every caller: the data builder stores that de-identified
+file as a row's media and training decodes it; ``deemo analyze`` and the gateway make the same file
+and decode it the same way, and the gateway hands vLLM exactly those frames and that audio. So a
+checkpoint sees at inference, bit for bit, what it would have seen in training.
 
 Nothing identity-bearing is in the record: envelopes hold probabilities, event times and aggregate
 figures; the de-identified media the model may see live in :attr:`Evidence.media`, which is never
@@ -39,6 +46,9 @@ FACE, BODY, VOICE, PHYSIO = "analyze_facial_expression", "analyze_body_language"
 TRANSCRIPT = "analyze_transcript"  # runs on every transcript, in every profile (text only: no media)
 # Frames kept in memory are downscaled to this longer side (a 1080p frame is 6 MB; 640x360 is 0.7 MB).
 MAX_FRAME_SIDE = 960
+# Frame rate of the de-identified video the model's frames are decoded from (the data builder's stored
+# video: `deemo data build --video-fps`): at most this many frames per second are blurred and encoded.
+MODEL_VIDEO_FPS = 10.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,12 @@ class Evidence:
         return {"video": bool(self.clip.get("has_video")), "audio": bool(self.clip.get("has_audio"))}
 
 
+def model_frames_of(config) -> tuple[int, str, float]:
+    """(num_frames, sampling, fps) of a checkpoint's video encoder (DeemoConfig): how its frames are picked."""
+    enc = config.video.encoder if config.video is not None else None
+    return (enc.num_frames, enc.sampling, enc.fps) if enc else (8, "uniform", 1.0)
+
+
 def _downscale(frames: np.ndarray) -> np.ndarray:
     h, w = frames.shape[1:3]
     if max(h, w) <= MAX_FRAME_SIDE:
@@ -119,13 +135,6 @@ def _downscale(frames: np.ndarray) -> np.ndarray:
     s = MAX_FRAME_SIDE / max(h, w)
     size = (max(2, round(w * s)), max(2, round(h * s)))
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def pick_frames(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Indices into ``times`` of the frame nearest each target time."""
-    idx = np.searchsorted(times, targets).clip(0, len(times) - 1)
-    prev = (idx - 1).clip(0)
-    return np.where(np.abs(times[prev] - targets) < np.abs(times[idx] - targets), prev, idx)
 
 
 def thin(times: np.ndarray, fps: float) -> np.ndarray:
@@ -142,8 +151,9 @@ class EvidencePipeline:
     """Holds the de-identifier, the transcriber and the experts; ``run(path)`` -> :class:`Evidence`.
 
     ``model_frames``: (num_frames, sampling, fps) of the checkpoint's video encoder, used when
-    ``forward_media`` is on (a checkpoint with trained projectors): those frames are blurred and
-    returned in ``Evidence.media`` with the anonymised audio.
+    ``forward_media`` is on (a checkpoint with trained projectors): the clip is de-identified to a
+    file (:meth:`deidentify_to`, ``video_fps``) and those frames and its audio are decoded from it
+    (:meth:`media_of`) into ``Evidence.media``.
     """
 
     def __init__(
@@ -159,6 +169,7 @@ class EvidencePipeline:
         physio_model: str | None = None,
         deidentify: bool = True,
         deidentifier=None,
+        video_fps: float | None = MODEL_VIDEO_FPS,
     ):
         from .privacy.deid import DeidOptions, Deidentifier
         from .tools import ToolCache
@@ -175,6 +186,7 @@ class EvidencePipeline:
         self.model_frames = model_frames
         self.physio_model = physio_model
         self.deidentify = deidentify  # False only for clips that are de-identified already (--no-deid)
+        self.video_fps = video_fps
         self._tools: dict[str, Any] = {}
 
     @property
@@ -206,12 +218,12 @@ class EvidencePipeline:
         clip = self._decode(path)
         timings["decode"] = clip.decode_s
         t = time.perf_counter()
-        media, boxes, deid = self._deidentify(clip, key or path.name)
+        media, deid = self._deidentify(clip, key or path.name)
         timings["deid"] = time.perf_counter() - t
 
         experts: dict[str, dict] = {}
         failures: dict[str, str] = {}
-        jobs = self._jobs(path, clip, boxes, physiology, physio_args or {})
+        jobs = self._jobs(path, clip, physiology, physio_args or {})
         # Whisper (torch) and the experts (mediapipe, onnxruntime, openSMILE) release the GIL: the
         # transcript is made on this thread while the experts run on another.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -221,6 +233,10 @@ class EvidencePipeline:
             if transcript is None and media.audio is not None:
                 tr = self.transcriber(media.audio)
             timings["transcribe"] = time.perf_counter() - t
+            if self.forward_media and (clip.has_video or clip.has_audio):
+                t = time.perf_counter()
+                media, deid["model_media"] = self.model_media(path, key or path.name)
+                timings["deid_media"] = time.perf_counter() - t
             for name, fut in futures.items():
                 ok, value, seconds = fut.result()
                 timings[name] = seconds
@@ -249,71 +265,74 @@ class EvidencePipeline:
 
     def media_of(self, path: str | Path) -> DeidMedia:
         """The frames and audio the model sees, from a file that is de-identified already (a built
-        row's media): decoded the checkpoint's way, nothing blurred or anonymised again."""
+        row's media, or :meth:`deidentify_to`'s): decoded the checkpoint's way, nothing blurred or
+        anonymised again."""
         n, sampling, fps = self.model_frames
         clip = load_clip(Path(path), num_frames=n, sampling=sampling, fps=fps, max_seconds=self.max_seconds)
         return DeidMedia(clip.frames if clip.has_video else None, clip.audio if clip.has_audio else None)
 
+    def deidentify_to(self, path: str | Path, out_dir: str | Path, key: str | None = None) -> tuple[dict, Path]:
+        """De-identify ``path`` into ``out_dir`` the way the model's media are made (the data builder
+        stores this file as a row's media): (the de-identification report, the media file: video.mp4,
+        which carries the anonymised audio too, else audio.wav)."""
+        out_dir = Path(out_dir)
+        report = self.deidentifier.file(path, out_dir, key=key, max_fps=self.video_fps)
+        media = next((out_dir / n for n in ("video.mp4", "audio.wav") if n in report.get("outputs", [])), None)
+        if media is None:
+            raise DeemoError(f"{Path(path).name}: de-identification produced no video or audio")
+        return report, media
+
+    def model_media(self, path: str | Path, key: str | None = None) -> tuple[DeidMedia, dict]:
+        """(the frames and audio the model sees, a summary): :meth:`deidentify_to` into a temporary
+        folder, then :meth:`media_of`. Input declared de-identified already (``deidentify=False``) is
+        decoded as is."""
+        if not self.deidentify:
+            return self.media_of(path), {"source": "the input as given (declared de-identified)"}
+        from .fsio import scratch_dir
+
+        with scratch_dir("deemo-media-") as tmp:
+            report, file = self.deidentify_to(path, tmp, key)
+            media = self.media_of(file)
+        video = report.get("video") or {}
+        summary = {"video_fps": self.video_fps, "frames_blurred": video.get("frames"), "frames_with_faces": video.get("frames_with_faces"),
+                   "frames_forwarded": 0 if media.frames is None else len(media.frames), "audio_forwarded": media.audio is not None}
+        return media, summary
+
     def _decode(self, path: Path) -> Clip:
-        """Frames at the rate the profile (or the model's frames) needs, and the whole audio track."""
+        """Frames at the rate the profile's experts need (else one frame: has_video), and the whole audio track."""
         rate = self.spec.decode_fps
-        n, sampling, fps = self.model_frames
-        if self.forward_media and sampling == "fps":
-            rate = max(rate or 0, fps)
-        if rate is None and not self.forward_media:  # transcript only: one frame tells has_video
+        if rate is None:
             return load_clip(path, num_frames=1, max_seconds=self.max_seconds)
-        if rate is None:  # only the model's frames
-            return load_clip(path, num_frames=n, sampling=sampling, fps=fps, max_seconds=self.max_seconds)
         cap = int(self.max_seconds * rate) + 2
         clip = load_clip(path, num_frames=cap, sampling="fps", fps=rate, max_seconds=self.max_seconds)
         if clip.has_video:
             clip.frames = _downscale(clip.frames)
         return clip
 
-    def _deidentify(self, clip: Clip, key: str) -> tuple[DeidMedia, dict[int, list], dict[str, Any]]:
-        """(what the model may see, CenterFace boxes by decoded-frame index, the deid report)."""
+    def _deidentify(self, clip: Clip, key: str) -> tuple[DeidMedia, dict[str, Any]]:
+        """(the anonymised audio the transcript is made from, the deid report). The model's media, when
+        forwarded, are made afterwards from the de-identified file (:meth:`model_media`)."""
         if not self.deidentify:
-            frames = clip.frames[pick_frames(clip.frame_times, self._targets(clip))] if clip.has_video and self.forward_media else None
-            return DeidMedia(frames, clip.audio), {}, {"skipped": "the input is declared de-identified already (--no-deid)"}
-        media, boxes = DeidMedia(), {}
+            return DeidMedia(None, clip.audio), {"skipped": "the input is declared de-identified already (--no-deid)"}
+        media = DeidMedia()
         deid: dict[str, Any] = {"face_mode": self.deidentifier.options.face_mode}
         if clip.has_audio:
             media.audio, alpha = self.deidentifier.audio(clip.audio, key)
             deid["audio"] = {"mcadams_alpha": round(float(alpha), 4), "forwarded": self.forward_media}
         if clip.has_video and self.forward_media:
-            media.frames, boxes, faces = self._model_frames(clip)
-            deid["video"] = {"frames_forwarded": len(media.frames), "faces_per_frame": faces, "margin": self.deidentifier.options.margin}
+            deid["video"] = {"forwarded": True, "margin": self.deidentifier.options.margin, "note": "the model's frames are decoded from the de-identified video (model_media)"}
         elif clip.has_video:
             deid["video"] = {"frames_forwarded": 0, "note": "no frames reach the model (its projectors are untrained); the experts read the raw frames inside the boundary"}
-        return media, boxes, deid
+        return media, deid
 
-    def _targets(self, clip: Clip) -> np.ndarray:
-        from .media import sample_times
-
-        n, sampling, fps = self.model_frames
-        return sample_times(clip.duration, n, sampling, fps)
-
-    def _model_frames(self, clip: Clip) -> tuple[np.ndarray, dict[int, list], list[int]]:
-        """Blur the frames the model sees; their CenterFace boxes are kept for the face expert."""
-        idx = pick_frames(clip.frame_times, self._targets(clip))
-        out, boxes, faces = [], {}, []
-        for i in idx:
-            clean, b = self.deidentifier.frame(clip.frames[i])
-            out.append(clean)
-            boxes[int(i)] = b
-            faces.append(len(b))
-        return np.stack(out), boxes, faces
-
-    def _jobs(self, path: Path, clip: Clip, boxes: dict[int, list], physiology, physio_args: dict) -> dict[str, Callable[[], dict]]:
+    def _jobs(self, path: Path, clip: Clip, physiology, physio_args: dict) -> dict[str, Callable[[], dict]]:
         """name -> a call returning the envelope dict; each through the per-content tool cache."""
         spec, jobs = self.spec, {}
         if spec.face_fps and clip.has_video:
             keep = thin(clip.frame_times, spec.face_fps)
-            shared = {j: boxes[int(i)] for j, i in enumerate(keep) if int(i) in boxes}
 
             def face():
-                tool = self.tool(FACE)
-                return tool.analyze_frames(clip.frames[keep], clip.frame_times[keep], clip.fps or spec.face_fps, boxes=shared or None)
+                return self.tool(FACE).analyze_frames(clip.frames[keep], clip.frame_times[keep], clip.fps or spec.face_fps)
 
             jobs[FACE] = self._cached(FACE, path, {"max_fps": spec.face_fps}, face)
         if spec.body_fps and clip.has_video:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,10 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
         with open(path, "r+b") as f:
             f.truncate(end)
     return [json.loads(line) for line in data[:end].decode("utf-8").splitlines() if line.strip()]
+
+
+def scratch_dir(prefix: str = "deemo-") -> tempfile.TemporaryDirectory:
+    """A temporary folder in RAM when the machine has /dev/shm (tmpfs), else the temp dir: media in
+    flight (a request's upload, the model's de-identified media) are never written to disk."""
+    root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=root)

@@ -34,11 +34,16 @@ from .errors import DeemoError
 from .evidence import BODY, FACE, PHYSIO, TRANSCRIPT, VOICE, Evidence
 
 FUSER_FILE = "fuser.json"
-FUSER_VERSION = "1"
+FUSER_VERSION = "2"  # 2: speaker traits (absolute pitch level, loudness) are not features
 GROUPS = {TRANSCRIPT: "words", VOICE: "voice", FACE: "face", BODY: "body", PHYSIO: "physio"}
 GROUP_NAMES = {"llm": "the language model", "words": "the words", "voice": "the voice", "face": "the face", "body": "body language", "physio": "physiology"}
 # estimates that are not evidence about the emotion (units, method names, clip-relative baselines)
 _SKIP = {"mcadams_alpha", "au_unit", "method", "cue_words", "negated_words", "dominant_emotion", "dominant_expression"}
+# figures that describe the speaker or the recording rather than the emotion: the absolute pitch level
+# (a voice trait that differs with sex and age) and the absolute loudness (microphone gain and
+# distance). A fuser given them learns the training voices; it keeps the voice's relative figures
+# (pitch range and variability, loudness variability, rate, pauses, voice quality).
+SPEAKER_TRAITS = {"voice.pitch_median_semitones", "voice.loudness_mean"}
 
 
 def _numbers(prefix: str, value: Any, out: dict[str, float], depth: int = 0) -> None:
@@ -62,7 +67,7 @@ def expert_features(evidence: Evidence | dict) -> dict[str, float]:
         out[f"{group}.present"] = float(ok)
         if ok:
             _numbers(group, {k: v for k, v in (env.get("estimates") or {}).items() if k not in _SKIP}, out)
-    return out
+    return {k: v for k, v in out.items() if k not in SPEAKER_TRAITS}
 
 
 def clip_features(evidence: Evidence | dict, llm_scores: dict[str, float] | None) -> dict[str, float]:

@@ -17,6 +17,10 @@ from .errors import MediaError
 SAMPLE_RATE = 16000
 # A stream that decodes to less than this share of its declared duration is reported as truncated.
 TRUNCATION_RATIO = 0.5
+# Limits checked before anything is decoded (a decoded 8K frame is 100 MB): frames up to 4K DCI,
+# audio up to 32 channels (7.1.4 surround has 12).
+MAX_FRAME_PIXELS = 4096 * 2160
+MAX_AUDIO_CHANNELS = 32
 
 
 @dataclass
@@ -260,6 +264,10 @@ def open_media(path: Path, max_seconds: float):
         astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]
         if not vstreams and not astreams:
             raise MediaError(f"{path}: has neither a usable video nor audio stream")
+        if vstreams and (w := vstreams[0].codec_context.width) * (h := vstreams[0].codec_context.height or 0) > MAX_FRAME_PIXELS:
+            raise MediaError(f"{path}: video is {w}x{h}; the limit is {MAX_FRAME_PIXELS} pixels a frame (4096x2160, MAX_FRAME_PIXELS)")
+        if astreams and (ch := astreams[0].codec_context.channels or 0) > MAX_AUDIO_CHANNELS:
+            raise MediaError(f"{path}: audio has {ch} channels; the limit is {MAX_AUDIO_CHANNELS} (MAX_AUDIO_CHANNELS)")
         durations = [d for s in vstreams[:1] + astreams[:1] if (d := stream_duration(s, container)) is not None]
         declared = max(durations) if durations else None
         if declared is not None and declared > max_seconds:

@@ -131,8 +131,19 @@ def test_build_writes_rows_of_three_kinds_from_the_one_prompt(built):
             assert user["content"][-1]["text"] == evidence_text(ev, r["label_set"]["labels"], q)
         answer = r["messages"][-1]["content"][0]["text"]
         assert answer.startswith(f"Emotion: {r['label']}.")
-    # gold clues when given, else reasoning composed from the evidence that exists
-    assert by["talk/reasoning"]["reasoning"] == "gold" and by["talk/reasoning"]["messages"][-1]["content"][0]["text"] == "Emotion: happy. Reasoning: The person says they got the job."
+    # the reasoning is composed from the evidence that exists (the gold clues are kept as the reference);
+    # --reasoning clues answers with the clues where a row has them
+    talk = by["talk/reasoning"]
+    said = talk["messages"][-1]["content"][0]["text"]
+    assert talk["reasoning"] == "silver" and talk["clues"] == ["The person says they got the job."] and "The person says" not in said
+    ev_talk = Evidence.from_dict(json.loads((out / talk["evidence"]).read_text()))
+    assert said.startswith("Emotion: happy. Reasoning: " + reasoning_lead(ev_talk)) and f'"{SAID["talk"].rstrip(".!?")}' in said
+    from deemo_llama.data.labels import get_label_set
+    from deemo_llama.data.rows import make_rows
+
+    mrow = ManifestRow(clip="talk.mp4", label="happy", id="talk", clues=["The person says they got the job"])
+    gold = {r["kind"]: r for r in make_rows(mrow, ev_talk, "happy", get_label_set("mer"), None, None, reasoning_from="clues")}
+    assert gold["reasoning"]["reasoning"] == "gold" and gold["reasoning"]["messages"][-1]["content"][0]["text"] == "Emotion: happy. Reasoning: The person says they got the job."
     silent = by["silent/reasoning"]
     text = silent["messages"][-1]["content"][0]["text"]
     ev = Evidence.from_dict(json.loads((out / silent["evidence"]).read_text()))

@@ -46,25 +46,24 @@ def test_profiles(pipeline, media_dir):
         pipeline("context")
 
 
-def test_forwarded_frames_are_blurred_and_their_boxes_shared(pipeline, media_dir, monkeypatch):
-    from deemo_llama.tools.face import AnalyzeFacialExpression
+def test_the_model_reads_the_media_the_data_builder_stores(pipeline, media_dir, tmp_path):
+    """One way to make the model's media: the clip de-identified to a file (as `deemo data build` stores
+    a row's media), decoded the checkpoint's way. What `deemo analyze` and the gateway forward is,
+    pixel for pixel and sample for sample, what training reads from that file."""
+    import numpy as np
 
-    seen = {}
-    real = AnalyzeFacialExpression.analyze_frames
-
-    def spy(self, frames, times, source_fps, boxes=None, **kw):
-        seen["boxes"] = boxes
-        return real(self, frames, times, source_fps, boxes=boxes, **kw)
-
-    monkeypatch.setattr(AnalyzeFacialExpression, "analyze_frames", spy)
-    ev = pipeline("fast", forward_media=True, model_frames=(3, "uniform", 1.0)).run(media_dir / "talk.mp4")
-    assert ev.media.frames.shape[0] == 3 and ev.deid["video"]["frames_forwarded"] == 3
-    assert sum(ev.deid["video"]["faces_per_frame"]) >= 2  # CenterFace found the face ...
-    assert seen["boxes"] and len(seen["boxes"]) == 3  # ... and the face expert reused those detections
+    p = pipeline("fast", forward_media=True, model_frames=(3, "uniform", 1.0))
+    ev = p.run(media_dir / "talk.mp4")
+    assert ev.media.frames.shape[0] == 3 and ev.deid["model_media"]["frames_forwarded"] == 3 and ev.deid["model_media"]["audio_forwarded"]
+    assert ev.deid["model_media"]["frames_with_faces"] >= 1  # CenterFace found the face in the clip ...
+    report, stored = p.deidentify_to(media_dir / "talk.mp4", tmp_path / "row", key="talk.mp4")
+    assert stored.name == "video.mp4" and report["options"]["max_fps"] == p.video_fps
+    row = p.media_of(stored)  # what training decodes from a built row's media
+    assert np.array_equal(row.frames, ev.media.frames) and np.array_equal(row.audio, ev.media.audio)
     from deemo_llama.privacy.faces import HaarFaceDetector
 
     haar = HaarFaceDetector()
-    assert not any(haar(f) for f in ev.media.frames)  # no detectable face in what the model sees
+    assert not any(haar(f) for f in ev.media.frames)  # ... and no detectable face is in what the model sees
 
 
 def test_a_failing_expert_is_recorded_and_the_rest_goes_on(pipeline, media_dir, monkeypatch):

@@ -110,17 +110,17 @@ def test_decide_names_the_drivers_and_the_conflicts():
     rows, y = [], []
     for i in range(200):
         lab = i % 2
-        rows.append({"llm.happy": 0.5 + 0.1 * rng.normal(), "llm.sad": 0.5, "voice.present": 1.0, "voice.pitch_median_semitones": 40 + 8 * (1 - lab) + rng.normal(), "words.present": 1.0,
+        rows.append({"llm.happy": 0.5 + 0.1 * rng.normal(), "llm.sad": 0.5, "voice.present": 1.0, "voice.pitch_iqr_semitones": 3 + 4 * (1 - lab) + rng.normal(), "words.present": 1.0,
                      "words.sentiment.compound": (0.6 if lab == 0 else -0.6) + 0.3 * rng.normal()})
         y.append(labels[lab])
     f = fit(rows, y, labels)
-    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_median_semitones": 50.0}},
+    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 8.0}},
                       "analyze_transcript": {"status": "ok", "estimates": {"sentiment": {"compound": -0.7}}}}}
     label, scores, fusion = decide({"happy": 0.5, "sad": 0.5}, ev, f)
     assert fusion["llm_scores"] == {"happy": 0.5, "sad": 0.5} and set(scores) == set(labels)
     cues = [d["cue"] for d in fusion["drivers"]]
     other = "sad" if label == "happy" else "happy"
-    # the high voice says happy, the negative words say sad: whichever wins, the other is a conflict
+    # the wide pitch range says happy, the negative words say sad: whichever wins, the other is a conflict
     assert cues and fusion["conflicts"] and set(fusion["conflicts"].values()) == {other} and fusion["sentence"].startswith("Fused, ")
     # no fuser, or a request for another label set: the LLM's own choice, untouched
     assert decide({"happy": 0.3, "sad": 0.7}, Evidence(profile="none", clip={}, deid={}), None) == ("sad", {"happy": 0.3, "sad": 0.7}, None)
@@ -130,12 +130,14 @@ def test_decide_names_the_drivers_and_the_conflicts():
 def test_features_flatten_the_experts_envelopes():
     from deemo_llama.fusion import clip_features
 
-    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 2.5, "method": "x"}},
+    ev = {"experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 2.5, "method": "x", "pitch_median_semitones": 40.1, "loudness_mean": 0.8}},
                       "analyze_facial_expression": {"status": "no_signal", "estimates": {}},
                       "analyze_transcript": {"status": "ok", "estimates": {"sentiment": {"compound": 0.4}, "cue_words": {"joy": ["glad"]}}}}}
     f = clip_features(ev, {"happy": 0.7, "sad": 0.3})
     assert f["llm.happy"] == 0.7 and f["voice.pitch_iqr_semitones"] == 2.5 and f["voice.present"] == 1.0
     assert f["face.present"] == 0.0 and f["words.sentiment.compound"] == 0.4 and not any("cue_words" in k or "method" in k for k in f)
+    # the speaker's absolute pitch level and the recording's loudness describe the voice, not the emotion
+    assert "voice.pitch_median_semitones" not in f and "voice.loudness_mean" not in f
 
 
 # -- modes -----------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     rows = []
     for i in range(48):
         k = i % 3
-        ev = {"version": "2", "experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_median_semitones": 30.0 + 8.0 * k + rng.normal()}}}}
+        ev = {"version": "2", "experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 2.0 + 3.0 * k + 0.4 * rng.normal()}}}}
         (tmp_path / f"ev{i}.json").write_text(json.dumps(ev))
         rows.append({"schema_version": "1", "id": f"c{i:03d}/recognition", "clip_id": f"c{i:03d}", "kind": "recognition", "split": "validation", "subject": f"s{i % 6}",
                      "label": labels[k], "label_set": {"name": "custom", "labels": labels}, "evidence": f"ev{i}.json",
@@ -260,7 +262,7 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     fuser = json.loads((ckpt / "fuser.json").read_text())
     ho = fuser["info"]["held_out"]
     assert ho["fused"]["accuracy"] >= 0.9 and ho["voice only"]["accuracy"] >= 0.9 and ho["llm alone"]["accuracy"] < 0.6, ho
-    assert "voice.pitch_median_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
+    assert "voice.pitch_iqr_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
     cached = (ckpt / "fuser_features.jsonl").read_text()
     assert len(cached.splitlines()) == 48
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})

@@ -74,7 +74,7 @@ def _start_gateway(backend, clips, tiny_paths, **kw):
 
 @pytest.fixture(scope="module")
 def gateway(backend, clips, tiny_paths):
-    with _start_gateway(backend, clips, tiny_paths, max_concurrency=1) as srv:
+    with _start_gateway(backend, clips, tiny_paths, max_concurrency=1, queue_depth=1) as srv:
         yield f"http://127.0.0.1:{srv.port}/v1"
 
 
@@ -139,11 +139,14 @@ def test_untrained_checkpoint_gets_evidence_as_text_and_no_media(client, script,
     assert ext["deidentification"][0]["frames_with_faces"] > 0 and ext["deidentification"][0]["forwarded"] is False
 
 
-def test_trained_checkpoint_gets_only_deidentified_media(backend, clips, tiny_paths, script, tmp_path):
-    """Projectors trained: the de-identified video (no face left) and the anonymised audio are forwarded."""
+def test_trained_checkpoint_gets_exactly_the_media_analyze_reads(backend, clips, tiny_paths, script, tmp_path):
+    """Projectors trained: the model's frames and audio are made as `deemo analyze` makes them (the
+    clip de-identified to a file, decoded the checkpoint's way) and handed to the backend losslessly:
+    the same pixels and samples, no face left in them; the second (audio) part is not forwarded."""
     import shutil
 
     from deemo_llama.config import DeemoConfig
+    from deemo_llama.evidence import EvidencePipeline
     from openai import OpenAI
 
     ckpt = tmp_path / "trained"
@@ -157,17 +160,23 @@ def test_trained_checkpoint_gets_only_deidentified_media(backend, clips, tiny_pa
         msgs = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": _data_url(clips / "talk.mp4", "video/mp4")}}, {"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "Listen."}]}]
         r = c.chat.completions.create(model="deemo", messages=msgs, max_tokens=8)
     import av
+    import soundfile as sf
 
+    ext = r.model_extra["deemo"]
+    assert ext["mode"] == "trained" and [(d["kind"], d["forwarded"]) for d in ext["deidentification"]] == [("video", True), ("audio", False)]
     parts = _media_parts(script.requests[-1])
-    assert [p["type"] for p in parts] == ["video_url", "input_audio"] and r.model_extra["deemo"]["mode"] == "trained"
-    forwarded = base64.b64decode(parts[0]["video_url"]["url"].split(",", 1)[1])
-    faces, frames = _faces(forwarded)
-    assert frames >= 40 and faces == 0
-    with av.open(io.BytesIO(base64.b64decode(parts[1]["input_audio"]["data"]))) as f:
-        anon = np.concatenate([x.to_ndarray().reshape(-1) for x in f.decode(audio=0)])
-    with av.open(str(clips / "speech.wav")) as f:
-        raw = np.concatenate([x.to_ndarray().reshape(-1) for x in f.decode(audio=0)])
-    assert len(anon) == len(raw) and not np.array_equal(anon, raw)  # same speech length, other samples
+    assert [p["type"] for p in parts] == ["video_url", "input_audio"]
+    with av.open(io.BytesIO(base64.b64decode(parts[0]["video_url"]["url"].split(",", 1)[1]))) as f:
+        frames = np.stack([x.to_ndarray(format="rgb24") for x in f.decode(video=0)])
+    audio, sr = sf.read(io.BytesIO(base64.b64decode(parts[1]["input_audio"]["data"])), dtype="float32")
+    enc = cfg.video.encoder
+    local, _ = EvidencePipeline("none", model_frames=(enc.num_frames, enc.sampling, enc.fps)).model_media(clips / "talk.mp4")
+    assert len(frames) == enc.num_frames and np.array_equal(frames, local.frames)  # the analyzer's pixels, bit for bit
+    assert sr == 16000 and np.array_equal(audio, local.audio)  # and its anonymised samples
+    from deemo_llama.privacy.faces import HaarFaceDetector
+
+    haar = HaarFaceDetector()
+    assert _faces((clips / "talk.mp4").read_bytes())[0] > 0 and not any(haar(f) for f in frames)
 
 
 def test_tool_loop_runs_the_expert_on_the_raw_clip(client, script, clips):
@@ -257,18 +266,76 @@ def test_bad_tool_calls_from_the_model_are_422(gateway, script, clips):
     script.call = ("analyze_voice", "{}")
 
 
-def test_busy_server_answers_429_and_keeps_serving(gateway, client):
+def test_response_format_goes_to_the_model_server_and_drops_the_forced_opening(client, script, clips, gateway):
+    """Structured output: the schema is passed to vLLM (which constrains the whole answer), so the
+    answer does not open "Emotion: <label>." and no repetition penalty is added; the label and scores
+    still come in the deemo field. A malformed response_format is a 400."""
     import httpx
 
-    slow = threading.Thread(target=lambda: httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "slow please"}]}, timeout=60))
-    slow.start()
+    schema = {"type": "object", "properties": {"emotion": {"type": "string"}}, "required": ["emotion"]}
+    rf = {"type": "json_schema", "json_schema": {"name": "emotion", "schema": schema}}
+    script.requests.clear()
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=16, response_format=rf, extra_body={"deemo": {"experts": "none"}})
+    sent = script.requests[-1]
+    assert sent["response_format"] == rf and sent["messages"][-1]["role"] == "user" and "frequency_penalty" not in sent
+    assert not r.choices[0].message.content.startswith("Emotion:") and r.model_extra["deemo"]["label"]
+    bad = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "response_format.json_schema"
+
+
+def _post_all(url: str, texts: dict[str, str], gap_s: float = 0.5) -> dict:
+    """POST one text chat per name, each on its own thread, ``gap_s`` apart; name -> response."""
     import time
 
-    time.sleep(0.5)
-    r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
-    slow.join()
-    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    import httpx
+
+    out, threads = {}, []
+    for name, text in texts.items():
+        t = threading.Thread(target=lambda n=name, x=text: out.__setitem__(n, httpx.post(f"{url}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": x}]}, timeout=60)))
+        t.start()
+        threads.append(t)
+        time.sleep(gap_s)
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_requests_beyond_the_slots_wait_in_the_queue_and_get_429_only_when_it_is_full(gateway, client):
+    """One model slot, a queue of one: a request that finds the slot taken waits and is answered; the
+    next, with the queue full, gets a 429 with Retry-After at once; the server keeps serving."""
+    import httpx
+
+    r = _post_all(gateway, {"slow": "slow please", "queued": "hi", "refused": "hi too"})
+    assert r["slow"].status_code == 200 and r["queued"].status_code == 200, (r["slow"].text, r["queued"].text)
+    no = r["refused"]
+    assert no.status_code == 429 and no.json()["error"]["type"] == "rate_limit_error" and int(no.headers["retry-after"]) >= 1
+    assert "queue depth 1" in no.json()["error"]["message"]
+    health = httpx.get(gateway.removesuffix("/v1") + "/health").json()
+    assert health["admission"]["model"] | {} == {"in_use": 0, "slots": 1, "waiting": 0, "queue_depth": 1, "queue_timeout_s": 120.0}
     assert client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "still there?"}], max_tokens=4).choices[0].message.content
+
+
+def test_a_client_that_goes_away_frees_its_slot_at_once(gateway):
+    """The client gives up while the model is still working (the backend takes 3 s): the gateway
+    cancels the backend call and frees the slot within a poll, not when the model would have finished."""
+    import time
+
+    import httpx
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "slow please"}]}, timeout=0.7)
+    t0 = time.monotonic()
+    health = gateway.removesuffix("/v1") + "/health"
+    while httpx.get(health).json()["admission"]["model"]["in_use"] and time.monotonic() - t0 < 5:
+        time.sleep(0.1)
+    assert time.monotonic() - t0 < 1.5, "the slot was held after the client left"
+
+
+def test_a_request_that_waits_past_the_queue_timeout_gets_429(backend, clips, tiny_paths):
+    with _start_gateway(backend, clips, tiny_paths, max_concurrency=1, queue_timeout_s=0.5) as srv:
+        r = _post_all(f"http://127.0.0.1:{srv.port}/v1", {"slow": "slow please", "late": "hi"}, gap_s=0.3)
+    assert r["slow"].status_code == 200
+    assert r["late"].status_code == 429 and "waited 0.5 s" in r["late"].json()["error"]["message"] and r["late"].headers["retry-after"]
 
 
 def test_api_key_and_size_limits(backend, clips, tiny_paths):

@@ -95,6 +95,24 @@ def test_too_long_is_rejected(media_dir):
         load_clip(media_dir / "talk.mp4", max_seconds=1.0)
 
 
+def test_enormous_frames_and_too_many_channels_are_refused_before_decoding(tmp_path):
+    import av
+    import soundfile as sf
+
+    big = tmp_path / "8k.mkv"
+    with av.open(str(big), "w") as out:
+        s = out.add_stream("ffv1", rate=1)
+        s.width, s.height, s.pix_fmt = 7680, 4320, "yuv420p"
+        out.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((4320, 7680, 3), np.uint8), format="rgb24")))
+        out.mux(s.encode())
+    with pytest.raises(MediaError, match=r"video is 7680x4320; the limit is 8847360 pixels"):
+        load_clip(big)
+    many = tmp_path / "channels.wav"
+    sf.write(str(many), np.zeros((1600, 64), np.float32), 16000)
+    with pytest.raises(MediaError, match=r"audio has 64 channels; the limit is 32"):
+        load_clip(many)
+
+
 @pytest.mark.parametrize("ext", [".mov", ".mkv", ".webm", ".mp3", ".flac", ".ogg"])
 def test_common_containers(tmp_path, ext):
     from deemo_llama.sample import moving_face_frames, speak, write_clip

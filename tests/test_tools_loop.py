@@ -65,6 +65,24 @@ def test_tool_failure_is_reported_to_the_model_not_raised(session):
     assert json.loads(step.message()["content"])["status"] == "error"
 
 
+def test_an_expert_that_crashes_or_hangs_is_an_error_step_not_a_failed_request(session, monkeypatch):
+    import time as _time
+
+    from deemo_llama.tools.voice import AnalyzeVoice
+
+    def crash(self, *a, **k):
+        raise RuntimeError("opensmile segfaulted politely")
+
+    monkeypatch.setattr(AnalyzeVoice, "analyze_audio", crash)
+    step = session.call("analyze_voice", {"start_s": 0.25})
+    assert step.status == "error" and "RuntimeError: opensmile segfaulted politely" in step.summary
+    assert json.loads(step.message()["content"])["status"] == "error"
+    monkeypatch.setattr(AnalyzeVoice, "analyze_audio", lambda self, *a, **k: _time.sleep(3))
+    session.timeout_s = 0.5
+    step = session.call("analyze_voice", {"start_s": 0.5})
+    assert step.status == "timeout" and "did not finish within 0.5 s" in step.summary
+
+
 def test_chat_template_renders_specs_and_tool_results(tiny, session):
     _, processor = tiny
     step = session.call("analyze_voice", {})
@@ -355,7 +373,7 @@ def test_backend_errors_map_to_gateway_errors(backend_url):
         assert e.value.status == 404 and "answered 404" in e.value.message and e.value.type == "invalid_request_error"
         with pytest.raises(GatewayError) as e:
             asyncio.run(ask(f"http://127.0.0.1:{_port()}/v1", stream))  # nothing listens there
-        assert e.value.status == 502 and e.value.type == "upstream_error" and "unreachable" in e.value.message
+        assert e.value.status == 503 and e.value.type == "service_unavailable" and "unavailable" in e.value.message and e.value.headers["Retry-After"]
     import httpx2
     import openai
 

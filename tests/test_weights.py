@@ -113,7 +113,7 @@ def test_analyze_sample_clip(tmp_path):
     assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores", "evidence", "findings"} <= set(out)
     # the fine-tuned default: the LLM reads the blurred frames and anonymised audio too, the fuser decides
     assert out["mode"] == "fused" and out["deidentified"] is True and out["fusion"]["drivers"]
-    assert out["deid"]["audio"]["mcadams_alpha"] == 0.8 and out["deid"]["video"]["frames_forwarded"] == 8
+    assert out["deid"]["audio"]["mcadams_alpha"] == 0.8 and out["deid"]["model_media"]["frames_forwarded"] == 8
     assert out["inputs_used"] == {"video": True, "audio": True}
     assert "got the job" in out["transcript"].lower()
     ev = out["evidence"]

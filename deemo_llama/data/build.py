@@ -32,9 +32,9 @@ from ..evidence import EVIDENCE_VERSION, PROFILES
 from ..prompting import PROMPT_VERSION
 from .labels import LabelSet, get_label_set
 from .manifest import SPLITS, ManifestError, ManifestRow, read_manifest
-from .rows import KINDS, SCHEMA_VERSION, TEMPLATE_VERSION, make_rows
+from .rows import KINDS, REASONING_SOURCES, SCHEMA_VERSION, TEMPLATE_VERSION, make_rows
 
-BUILDER_VERSION = "2"  # 2: rows carry the annotated micro_expressions (spotting evaluation)
+BUILDER_VERSION = "3"  # 2: rows carry the annotated micro_expressions (spotting evaluation); 3: reasoning from the Evidence by default
 RECORD = "record.json"
 
 
@@ -50,6 +50,7 @@ class BuildOptions:
     transcript: str = "auto"  # auto: the manifest's transcript when given, else Whisper; whisper: always Whisper
     max_seconds: float = 600.0
     video_fps: float | None = 10.0  # frame rate of the stored de-identified video (None: the clip's own)
+    reasoning: str = "evidence"  # evidence: answers explain what the Evidence holds; clues: the manifest's clues when given
 
     def __post_init__(self):
         if self.experts not in PROFILES:
@@ -57,6 +58,8 @@ class BuildOptions:
         bad = sorted(set(self.kinds) - set(KINDS))
         if bad or not self.kinds:
             raise DeemoError(f"unknown row kind(s) {bad}; expected some of {', '.join(KINDS)}")
+        if self.reasoning not in REASONING_SOURCES:
+            raise DeemoError(f"--reasoning must be one of {', '.join(REASONING_SOURCES)}, not {self.reasoning!r}")
         if self.transcript not in ("auto", "whisper"):
             raise DeemoError(f"--transcript must be auto or whisper, not {self.transcript!r}")
         if len(self.ratios) != 3 or any(r < 0 for r in self.ratios) or sum(self.ratios) <= 0:
@@ -111,7 +114,7 @@ def _key(row: ManifestRow, src: Path, label_set: LabelSet, options: BuildOptions
     """What a clip's record depends on: its manifest row (but not its split), the file, the options."""
     st = src.stat()
     d = {k: v for k, v in row.to_dict().items() if k != "split"}
-    parts = {"row": d, "file": [str(src.resolve()), st.st_size, st.st_mtime_ns], "label_set": asdict(label_set) | {"synonyms": None}, "kinds": list(options.kinds), "experts": options.experts, "video_fps": options.video_fps, "transcript": options.transcript, "versions": [BUILDER_VERSION, SCHEMA_VERSION, PROMPT_VERSION, EVIDENCE_VERSION, TEMPLATE_VERSION]}
+    parts = {"row": d, "file": [str(src.resolve()), st.st_size, st.st_mtime_ns], "label_set": asdict(label_set) | {"synonyms": None}, "kinds": list(options.kinds), "experts": options.experts, "video_fps": options.video_fps, "transcript": options.transcript, "reasoning": options.reasoning, "versions": [BUILDER_VERSION, SCHEMA_VERSION, PROMPT_VERSION, EVIDENCE_VERSION, TEMPLATE_VERSION]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -159,8 +162,8 @@ def _init_worker(options: BuildOptions, cache_dir: str | None, threads: int | No
     from ..privacy.deid import DeidOptions
     from ..tools import ToolCache
 
-    deid = DeidOptions(audit=False, transcribe=False, max_seconds=options.max_seconds, max_fps=options.video_fps)
-    _PIPELINE = EvidencePipeline(options.experts, transcriber=transcriber, deid_options=deid, cache=ToolCache(cache_dir) if cache_dir else None, max_seconds=options.max_seconds)
+    deid = DeidOptions(audit=False, transcribe=False, max_seconds=options.max_seconds)
+    _PIPELINE = EvidencePipeline(options.experts, transcriber=transcriber, deid_options=deid, cache=ToolCache(cache_dir) if cache_dir else None, max_seconds=options.max_seconds, video_fps=options.video_fps)
 
 
 def process(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:
@@ -169,13 +172,12 @@ def process(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:
     work = Path(job.work)
     out = work.parent.parent
     try:
-        deid = _PIPELINE.deidentifier.file(job.src, work, key=job.row.id)
-        media = next((work / n for n in ("video.mp4", "audio.wav") if (work / n).is_file() and n in deid.get("outputs", [])), None)
+        _report, media = _PIPELINE.deidentify_to(job.src, work, key=job.row.id)  # the model's media, made as analyze and the gateway make them
         given = job.row.transcript if options.transcript == "auto" else None
         ev = _PIPELINE.run(job.src, key=job.row.id, transcript=given)
         atomic_write_text(work / "evidence.json", json.dumps(ev.to_dict(), indent=1) + "\n")
         rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
-        rows = make_rows(job.row, ev, job.label, label_set, rel(media) if media else None, rel(work / "evidence.json"), options.kinds)
+        rows = make_rows(job.row, ev, job.label, label_set, rel(media) if media else None, rel(work / "evidence.json"), options.kinds, options.reasoning)
     except Exception as e:  # a bad clip is reported in errors.json; the build goes on
         msg = str(e) if isinstance(e, DeemoError) else f"{type(e).__name__}: {e}"
         return {"clip_id": job.row.id, "error": msg, "line": job.row.line, "clip": job.row.clip}

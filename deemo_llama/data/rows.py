@@ -25,6 +25,10 @@ from .manifest import ManifestRow
 SCHEMA_VERSION = "1"
 TEMPLATE_VERSION = "1"
 KINDS = ("recognition", "reasoning", "tool_use")
+# where an answer's reasoning comes from. evidence (the default): composed from what the Evidence
+# holds, so the model learns to explain what it is shown and nothing else; clues: the manifest's gold
+# clues when a row has them (for datasets whose clues describe what the de-identified clip shows).
+REASONING_SOURCES = ("evidence", "clues")
 SCHEMA_FILE = Path(__file__).with_name("row.schema.json")
 
 # {q}: the label set's own question (e.g. BAH's "Does the person show ambivalence or hesitancy?")
@@ -120,8 +124,9 @@ def as_parts(messages: Sequence[dict]) -> list[dict]:
     return out
 
 
-def make_rows(row: ManifestRow, evidence: Evidence, label: str, label_set: LabelSet, media: str | None, evidence_path: str | None, kinds: Sequence[str] = KINDS) -> list[dict[str, Any]]:
-    """The rows of one clip (``split`` is filled in later, when every clip's subject is known)."""
+def make_rows(row: ManifestRow, evidence: Evidence, label: str, label_set: LabelSet, media: str | None, evidence_path: str | None, kinds: Sequence[str] = KINDS, reasoning_from: str = "evidence") -> list[dict[str, Any]]:
+    """The rows of one clip (``split`` is filled in later, when every clip's subject is known).
+    The gold clues are kept in ``clues`` (the reasoning proxy's reference) whatever ``reasoning_from`` is."""
     media_parts = []
     if media:
         media_parts += [{"type": "video"}] if evidence.clip.get("has_video") else []
@@ -149,7 +154,10 @@ def make_rows(row: ManifestRow, evidence: Evidence, label: str, label_set: Label
     }
     annotations = annotation_sentences(row)
     silver = compose_reasoning(evidence, label, label_set.normalise, annotations)
-    reasoning, source = (" ".join(c if c[-1] in ".!?" else c + "." for c in gold), "gold") if gold else (silver, "silver")
+    if reasoning_from == "clues" and gold:
+        reasoning, source = " ".join(c if c[-1] in ".!?" else c + "." for c in gold), "gold"
+    else:
+        reasoning, source = silver, "silver"
     out = []
     for kind in kinds:
         q, template = question(kind, row.id, label_set)

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -123,10 +123,11 @@ class Deidentifier:
         return draw_alpha(self.options.seed, key) if self.options.random_alpha else self.options.alpha
 
     # -- files ---------------------------------------------------------------------------------------
-    def file(self, src: str | Path, out_dir: str | Path, key: str | None = None) -> dict:
-        """De-identify ``src`` into ``out_dir`` (video.mp4 / audio.wav / transcript.json / report.json)."""
+    def file(self, src: str | Path, out_dir: str | Path, key: str | None = None, max_fps: float | None | str = "options") -> dict:
+        """De-identify ``src`` into ``out_dir`` (video.mp4 / audio.wav / transcript.json / report.json).
+        ``max_fps``: the stored video's frame-rate cap for this call ("options": ``options.max_fps``)."""
         src, out_dir = Path(src), Path(out_dir)
-        o = self.options
+        o = self.options if max_fps == "options" else replace(self.options, max_fps=max_fps)
         with open_media(src, o.max_seconds) as (container, vstream, astream, _declared):
             out_dir.mkdir(parents=True, exist_ok=True)
             _remove_stale_temporaries(out_dir)
@@ -153,7 +154,7 @@ class Deidentifier:
                 _write_wav_atomic(out_dir / "audio.wav", anon)
             if vstream is not None:
                 container.seek(0)
-                report["video"], report["audit"] = self._video(container, vstream, anon, out_dir / "video.mp4", src)
+                report["video"], report["audit"] = self._video(container, vstream, anon, out_dir / "video.mp4", src, o)
             elif anon is None:
                 raise MediaError(f"{src}: no decodable video or audio")
         if anon is not None and o.transcribe:
@@ -167,10 +168,9 @@ class Deidentifier:
         atomic_write_json(out_dir / REPORT, report)  # last: marks the clip as finished
         return report
 
-    def _video(self, container, stream, anon_audio: np.ndarray | None, dst: Path, src: Path) -> tuple[dict, dict]:
+    def _video(self, container, stream, anon_audio: np.ndarray | None, dst: Path, src: Path, o: DeidOptions) -> tuple[dict, dict]:
         import av
 
-        o = self.options
         tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}.mp4")
         faces, residual_out, residual_in = [], 0, 0
         n = 0

@@ -20,16 +20,17 @@ from .media_parts import GatewayError
 def backend_error(e: Exception, backend_url: str | None = None) -> GatewayError:
     """An ``openai`` client error -> the GatewayError the client is answered with.
 
-    The server's 4xx pass through (it judged the request); its 5xx and an unreachable server are 502.
+    The server's 4xx pass through (it judged the request); its 5xx are 502; a server that cannot be
+    reached (dead, restarting, or not answering in time) is 503 with Retry-After.
     """
     import openai
 
     if isinstance(e, openai.APIStatusError):
         msg = e.body.get("message") if isinstance(e.body, dict) else str(e)
         return GatewayError(e.status_code if 400 <= e.status_code < 500 else 502, f"the model server answered {e.status_code}: {msg}", "invalid_request_error" if e.status_code < 500 else "upstream_error")
-    if isinstance(e, openai.APIConnectionError):
+    if isinstance(e, openai.APIConnectionError):  # refused, reset or timed out: down or hung (`deemo serve` restarts it)
         where = backend_url or (str(e.request.url) if getattr(e, "request", None) is not None else "the configured URL")
-        return GatewayError(502, f"the model server at {where} is unreachable ({e})", "upstream_error")
+        return GatewayError(503, f"the model server at {where} is unavailable ({e}); retry shortly", "service_unavailable", code="backend_unavailable", headers={"Retry-After": "10"})
     return GatewayError(502, f"the model server failed: {e}", "upstream_error")  # e.g. an error event or a dropped connection mid-stream
 
 

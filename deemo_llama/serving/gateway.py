@@ -33,11 +33,12 @@ from typing import Any, AsyncIterator
 from ..penalties import DEFAULT_PENALTIES
 from ..prompting import DEFAULT_LABELS
 from .backend import backend_error
-from .media_parts import GatewayError, MediaPolicy, RawMedia, collect_media, scratch_dir
+from .admission import Admission
+from .media_parts import GatewayError, MediaPolicy, RawMedia, collect_media, has_media, model_media_parts, scratch_dir
 
 ROLES = {"system", "user", "assistant", "tool"}
 PART_TYPES = {"text", "video_url", "audio_url", "input_audio"}
-FORWARDED = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"}
+FORWARDED = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "response_format"}
 EXPERT_PROFILES = ("none", "fast", "all")  # evidence.PROFILES
 DEEMO_OPTIONS = ("experts", "tool_loop", "return_media", "labels")
 CLIP_TOOLS = ("analyze_facial_expression", "analyze_body_language", "analyze_voice")  # the experts a clip feeds
@@ -52,7 +53,10 @@ class GatewaySettings:
     media: MediaPolicy = field(default_factory=MediaPolicy)
     max_request_bytes: int = 96 << 20
     max_media_seconds: float = 120.0
-    max_concurrency: int = 4
+    max_concurrency: int = 4  # requests in the model at once (vLLM batches them); more wait in the queue
+    max_media_concurrency: int = 2  # clips de-identified and analysed at once (CPU-bound); text-only requests skip this
+    queue_depth: int = 64  # requests that may wait for a slot; beyond it: 429 with Retry-After
+    queue_timeout_s: float = 120.0  # a request that waited this long for a slot: 429 with Retry-After
     max_tool_rounds: int = 3
     tool_timeout_s: float = 120.0
     max_tokens_limit: int = 2048
@@ -67,6 +71,29 @@ class GatewaySettings:
     face_mode: str = "blur"
     mcadams_alpha: float = 0.8
     backend_timeout_s: float = 600.0
+
+
+@dataclass
+class BackendState:
+    """What the gateway knows of its model server; `deemo serve`'s supervisor keeps it up to date
+    (``ready``, ``restarting`` after a crash or a hang, ``down`` while restarts fail)."""
+
+    status: str = "ready"
+    detail: str | None = None
+    since: float = field(default_factory=time.time)
+    restarts: int = 0
+
+    def set(self, status: str, detail: str | None = None) -> None:
+        self.restarts += status == "ready" and self.status != "ready"
+        self.status, self.detail, self.since = status, detail, time.time()
+
+    def check(self) -> None:
+        """Fail fast (503, Retry-After) while the model server is not there."""
+        if self.status != "ready":
+            raise GatewayError(503, f"the model server is {self.status}{f' ({self.detail})' if self.detail else ''}; retry shortly", "service_unavailable", code="backend_unavailable", headers={"Retry-After": "10"})
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "detail": self.detail, "since": round(self.since, 3), "restarts": self.restarts}
 
 
 @dataclass
@@ -96,7 +123,7 @@ class Prepared:
 def _error_response(e: GatewayError):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse(e.body(), status_code=e.status)
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers or None)
 
 
 def validate_request(body: Any, settings: GatewaySettings) -> dict:
@@ -130,6 +157,13 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
             raise GatewayError(400, f"messages[{i}].content must be a string or a list of parts", param=f"messages[{i}].content")
     if body.get("tools"):
         raise GatewayError(400, "client-side tools are not supported: the gateway offers the expert tools itself (see deemo.experts)", param="tools")
+    rf = body.get("response_format")
+    if rf is not None:
+        if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
+            raise GatewayError(400, "response_format must be an object with type text, json_object or json_schema", param="response_format")
+        js = rf.get("json_schema")
+        if rf["type"] == "json_schema" and not (isinstance(js, dict) and isinstance(js.get("name"), str) and isinstance(js.get("schema"), dict)):
+            raise GatewayError(400, "response_format.json_schema needs a 'name' and a 'schema' object", param="response_format.json_schema")
     if body.get("n", 1) != 1:
         raise GatewayError(400, "only n=1 is supported", param="n")
     mt = body.get("max_tokens", body.get("max_completion_tokens", 256))
@@ -186,7 +220,9 @@ class Gateway:
         self._pipelines: dict[str, Any] = {}
         self.backend = AsyncOpenAI(base_url=settings.backend_url, api_key="unused", timeout=settings.backend_timeout_s, max_retries=0)
         self._scorers: dict[str, Any] = {}
-        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.backend_state = BackendState()
+        self.media_slots = Admission("media", settings.max_media_concurrency, settings.queue_depth, settings.queue_timeout_s)
+        self.model_slots = Admission("model", settings.max_concurrency, settings.queue_depth, settings.queue_timeout_s)
         self.app = self._build_app()
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -211,7 +247,9 @@ class Gateway:
 
         @app.get("/health")
         async def health():
-            return {"status": "ok"}
+            ok = self.backend_state.status == "ready"
+            body = {"status": "ok" if ok else "unavailable", "backend": self.backend_state.to_dict(), "admission": {"media": self.media_slots.state(), "model": self.model_slots.state()}}
+            return JSONResponse(body, status_code=200 if ok else 503)
 
         @app.get("/v1/models")
         async def models(request: Request):
@@ -223,23 +261,29 @@ class Gateway:
         async def chat(request: Request):
             self._auth(request)
             body = validate_request(await self._read_json(request), self.settings)
-            if self.slots.locked():
-                raise GatewayError(429, f"the server is busy ({self.settings.max_concurrency} requests in flight); retry shortly", "rate_limit_error", code="too_many_requests")
-            await self.slots.acquire()
-            scratch = scratch_dir()
+            self.backend_state.check()
+            scratch, slot = scratch_dir("deemo-gw-"), False
             try:
-                prepared = await self._prepare(body, Path(scratch.name))
+                if has_media(body["messages"]):  # the privacy boundary's CPU work, in its own queue
+                    async with self.media_slots.slot():
+                        prepared = await self._prepare(body, Path(scratch.name))
+                else:
+                    prepared = await self._prepare(body, Path(scratch.name))
+                await self.model_slots.acquire()
+                slot = True
+                self.backend_state.check()  # it may have gone while the clip was analysed or the request waited
                 if body.get("stream"):
                     from fastapi.responses import StreamingResponse
 
                     gen = self._stream(body, prepared, scratch)
                     scratch = None  # the stream owns it (and the slot) from here
                     return StreamingResponse(gen, media_type="text/event-stream")
-                return JSONResponse(await self._complete(body, prepared))
+                return JSONResponse(await _unless_disconnected(request, self._complete(body, prepared)))
             finally:
                 if scratch is not None:
                     scratch.cleanup()
-                    self.slots.release()
+                    if slot:
+                        self.model_slots.release()
 
         return app
 
@@ -264,7 +308,7 @@ class Gateway:
     # -- the privacy boundary and the evidence ---------------------------------------------------
     def pipeline(self, profile: str):
         """One EvidencePipeline per profile, sharing the transcriber, the de-identifier and the cache."""
-        from ..evidence import EvidencePipeline
+        from ..evidence import EvidencePipeline, model_frames_of
 
         if profile not in self._pipelines:
             if self._transcriber is None:
@@ -272,7 +316,7 @@ class Gateway:
                 from ..transcribe import Transcriber
 
                 self._transcriber = Transcriber(self.settings.whisper or asset_dir("whisper"))
-            p = EvidencePipeline(profile, transcriber=self._transcriber, deidentifier=self.deid, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained)
+            p = EvidencePipeline(profile, transcriber=self._transcriber, deidentifier=self.deid, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained, model_frames=model_frames_of(self.config))
             self._pipelines[profile] = p
         return self._pipelines[profile]
 
@@ -280,6 +324,7 @@ class Gateway:
         """Media parts -> raw files in the scratch folder -> Evidence of the clip -> the one prompt."""
         from starlette.concurrency import run_in_threadpool
 
+        from ..analyze import media_parts
         from ..errors import DeemoError
         from ..prompting import build_messages
 
@@ -296,21 +341,25 @@ class Gateway:
             evidence = await run_in_threadpool(self.pipeline(profile).run, raw.path, key=raw.where)
         except DeemoError as e:
             raise GatewayError(400, f"{raw.where}: {str(e).replace(str(raw.path), 'media')}", param=raw.where) from None
-        deid, forwarded = [], []
-        if self.trained or opts.get("return_media"):  # de-identified files: for the model, or shown to the client
-            for _i, _j, r in media:
+        model_parts = []
+        if self.trained:  # the model's frames and audio, made as `deemo analyze` makes them, sent to vLLM losslessly
+            _parts, videos, audios = media_parts(True, evidence, self.config.modalities)
+            model_parts = await run_in_threadpool(model_media_parts, videos, audios)
+        alpha = evidence.deid.get("audio", {}).get("mcadams_alpha")
+        deid = [{"part": r.where, "kind": r.kind, "forwarded": self.trained and r is raw, **({"mcadams_alpha": alpha, **(evidence.deid.get("model_media") or {})} if r is raw else {"note": "the model and the experts read the first video part (else the first audio part)"})} for _i, _j, r in media]
+        returned = []
+        if opts.get("return_media"):  # each part de-identified to a file, shown to the client
+            for k, (_i, _j, r) in enumerate(media):
                 part, report = await run_in_threadpool(self._deidentify, r, scratch)
-                deid.append(report)
-                forwarded.append(part)
-        else:
-            deid = [{"part": r.where, "kind": r.kind, "forwarded": False, **({"mcadams_alpha": evidence.deid.get("audio", {}).get("mcadams_alpha")} if r is raw else {})} for _i, _j, r in media]
+                deid[k] |= {key: v for key, v in report.items() if key not in deid[k]}
+                returned.append(part)
         question = " ".join(p["text"] for p in messages[i]["content"] if p.get("type") == "text").strip() or None
         history = [m for m in messages[:i] if m["role"] != "system"]
         system = [m for m in messages[:i] if m["role"] == "system"]
-        built = build_messages(evidence, labels, question, forwarded if self.trained else (), history)
+        built = build_messages(evidence, labels, question, model_parts, history)
         if system:  # the client's system turn comes before ours
             built[0] = {"role": "system", "content": "\n\n".join([*(m["content"] for m in system if isinstance(m["content"], str)), built[0]["content"]])}
-        return Prepared(built + messages[i + 1 :], raw.path, deid, forwarded if opts.get("return_media") else [], evidence=evidence, labels=labels, question=question, scored=i == len(messages) - 1)
+        return Prepared(built + messages[i + 1 :], raw.path, deid, returned, evidence=evidence, labels=labels, question=question, scored=i == len(messages) - 1)
 
     def _deidentify(self, raw: RawMedia, scratch: Path) -> tuple[dict, dict]:
         from ..errors import DeemoError
@@ -320,7 +369,7 @@ class Gateway:
             report = self.deid.file(raw.path, out)
         except DeemoError as e:
             raise GatewayError(400, f"{raw.where}: {str(e).replace(str(raw.path), 'media')}", param=raw.where) from None
-        summary = {"part": raw.where, "kind": raw.kind, "forwarded": self.trained, "face_mode": self.settings.face_mode, "mcadams_alpha": report.get("audio", {}).get("mcadams_alpha")}
+        summary = {"part": raw.where, "kind": raw.kind, "face_mode": self.settings.face_mode, "mcadams_alpha": report.get("audio", {}).get("mcadams_alpha")}
         if raw.kind == "video" and (out / "video.mp4").is_file():
             faces = report.get("video", {}).get("frames_with_faces")
             summary |= {"frames": report.get("video", {}).get("frames"), "frames_with_faces": faces}
@@ -372,12 +421,15 @@ class Gateway:
         kwargs = {k: v for k, v in body.items() if k in FORWARDED}
         kwargs.setdefault("temperature", 0.0)  # greedy unless asked otherwise, as the CLI (vLLM's default samples)
         extra: dict = {}
-        if not any(k in body for k in ("frequency_penalty", "presence_penalty")):
+        structured = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        if not structured and not any(k in body for k in ("frequency_penalty", "presence_penalty")):
             kwargs |= self.settings.penalties  # the CLI decodes with the same (penalties.DEFAULT_PENALTIES)
         session = self._session(body, prepared)
         messages = prepared.messages
         prefix = lead = ""
-        if prepared.label is not None and session is None:
+        # the answer opens "Emotion: <label>. Reasoning: ..." unless the client asked for structured
+        # output (vLLM constrains the whole answer to the schema; the label is in the deemo field)
+        if prepared.label is not None and session is None and not structured:
             prefix, lead = answer_prefix(prepared.label), reasoning_lead(prepared.evidence)
             messages = [*messages, {"role": "assistant", "content": forced_answer(prepared.label, lead)}]
             extra |= {"continue_final_message": True, "add_generation_prompt": False}
@@ -464,7 +516,24 @@ class Gateway:
             yield b"data: [DONE]\n\n"
         finally:
             scratch.cleanup()
-            self.slots.release()
+            self.model_slots.release()
+
+
+async def _unless_disconnected(request, work, poll_s: float = 0.5):
+    """Await ``work``; if the client goes away first, cancel it (closing the model server's request,
+    which aborts the generation there) and answer nothing."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise GatewayError(499, "the client closed the request", code="client_closed_request")
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 async def _guard(events):

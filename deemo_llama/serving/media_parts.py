@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from ..fsio import scratch_dir  # noqa: F401  (re-exported: the gateway's per-request folder)
 
 MEDIA_TYPES = {"video_url": "video", "audio_url": "audio", "input_audio": "audio"}
 AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "m4a", "webm"}
@@ -27,9 +27,10 @@ AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "m4a", "webm"}
 class GatewayError(Exception):
     """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -48,12 +49,6 @@ class RawMedia:
     kind: str  # "video" | "audio"
     path: Path  # in the request's scratch folder, or the allow-listed original
     where: str  # messages[i].content[j], for error messages
-
-
-def scratch_dir() -> tempfile.TemporaryDirectory:
-    """A per-request folder in RAM when the machine has /dev/shm (tmpfs), else the temp dir."""
-    root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return tempfile.TemporaryDirectory(prefix="deemo-gw-", dir=root)
 
 
 def _decode_b64(data: str, where: str) -> bytes:
@@ -128,6 +123,11 @@ def resolve_part(part: dict, policy: MediaPolicy, scratch: Path, where: str) -> 
     return RawMedia(kind, path, where)
 
 
+def has_media(messages: list[dict]) -> bool:
+    """Whether any message carries a media part (such requests take a slot of the media queue)."""
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list) and any(isinstance(p, dict) and p.get("type") in MEDIA_TYPES for p in m["content"]) for m in messages)
+
+
 def collect_media(messages: list[dict], policy: MediaPolicy, scratch: Path) -> list[tuple[int, int, RawMedia]]:
     """(message index, part index, RawMedia) for every media part, in prompt order."""
     found = []
@@ -141,3 +141,44 @@ def collect_media(messages: list[dict], policy: MediaPolicy, scratch: Path) -> l
                     raise GatewayError(400, f"more than {policy.max_items} media parts in one request", param=f"messages[{i}].content[{j}]")
                 found.append((i, j, resolve_part(part, policy, scratch, f"messages[{i}].content[{j}]")))
     return found
+
+
+# -- the model's media, handed to vLLM exactly ----------------------------------------------------------
+def lossless_video(frames) -> bytes:
+    """uint8 RGB frames [T, H, W, 3] -> a Matroska file of FFV1 frames (lossless: vLLM's decoder gives
+    back these exact pixels, so the served model reads what `deemo analyze` reads)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    t, h, w = frames.shape[:3]
+    with av.open(buf, "w", format="matroska") as out:
+        stream = out.add_stream("ffv1", rate=1)
+        stream.width, stream.height, stream.pix_fmt = w, h, "bgr0"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
+def float_wav(audio, sample_rate: int = 16000) -> bytes:
+    """float32 mono samples -> a 32-bit float WAV (lossless)."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+def model_media_parts(videos, audios) -> list[dict[str, Any]]:
+    """The frames and audio the model sees (evidence.DeidMedia, chosen by analyze.media_parts) as
+    OpenAI content parts for vLLM, encoded losslessly."""
+    parts: list[dict[str, Any]] = []
+    for v in videos:
+        parts.append({"type": "video_url", "video_url": {"url": "data:video/x-matroska;base64," + base64.b64encode(lossless_video(v)).decode()}})
+    for a in audios:
+        parts.append({"type": "input_audio", "input_audio": {"data": base64.b64encode(float_wav(a)).decode(), "format": "wav"}})
+    return parts

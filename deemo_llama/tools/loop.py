@@ -128,6 +128,8 @@ class ToolSession:
             return ToolStep(call_id, name, arguments, "timeout", f"{name} did not finish within {self.timeout_s:g} s.", time.perf_counter() - t0)
         except DeemoError as e:
             return ToolStep(call_id, name, arguments, "error", f"{name} could not analyse this input: {e}", time.perf_counter() - t0)
+        except Exception as e:  # the expert itself crashed: the model is told, the request goes on
+            return ToolStep(call_id, name, arguments, "error", f"{name} failed ({type(e).__name__}: {e}); answer without it.", time.perf_counter() - t0)
         finally:
             pool.shutdown(wait=False)
         return ToolStep(call_id, name, arguments, result["status"], result["summary"], time.perf_counter() - t0, cached, result)

@@ -67,7 +67,9 @@ def collect(checkpoint: str | Path, rows_paths: Sequence[Path], cache: Path, pro
         rows += got
         root |= {r["id"]: rows_path.parent for r in got}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    done = {d["id"]: d for d in read_jsonl(cache, repair=True)} if cache.is_file() else {}
+    # the cache holds the LLM's scores (the costly part); the experts' features are read from the
+    # Evidence records each time, so a change of the feature list needs no re-scoring
+    done = {d["id"]: d for d in read_jsonl(cache, repair=True) if "llm_scores" in d} if cache.is_file() else {}
     todo = [r for r in rows if r["id"] not in done]
     if todo:
         model, processor = load_checkpoint(checkpoint)
@@ -77,11 +79,14 @@ def collect(checkpoint: str | Path, rows_paths: Sequence[Path], cache: Path, pro
         for e in tqdm(examples, desc="fuser features", unit="row", disable=not progress):
             media = batch_inputs([e], processor, feats).media
             scores = scorer.score(e.row["messages"][:-1], e.row["label_set"]["labels"], media=media)
-            evidence = json.loads((root[e.row["id"]] / e.row["evidence"]).read_text())
-            rec = {"id": e.row["id"], "subject": e.row.get("subject"), "label": e.row["label"], "labels": e.row["label_set"]["labels"], "features": clip_features(evidence, scores)}
+            rec = {"id": e.row["id"], "subject": e.row.get("subject"), "label": e.row["label"], "labels": e.row["label_set"]["labels"], "llm_scores": scores}
             append_jsonl(cache, rec)
             done[rec["id"]] = rec
-    return [done[r["id"]] for r in rows]
+    out = []
+    for r in rows:
+        evidence = json.loads((root[r["id"]] / r["evidence"]).read_text())
+        out.append(done[r["id"]] | {"features": clip_features(evidence, done[r["id"]]["llm_scores"])})
+    return out
 
 
 def _cv_predictions(records: Sequence[dict], labels: Sequence[str], C: float, keep=lambda f: True) -> list[str]:
