@@ -233,10 +233,6 @@ class EvidencePipeline:
             if transcript is None and media.audio is not None:
                 tr = self.transcriber(media.audio)
             timings["transcribe"] = time.perf_counter() - t
-            if self.forward_media and (clip.has_video or clip.has_audio):
-                t = time.perf_counter()
-                media, deid["model_media"] = self.model_media(path, key or path.name)
-                timings["deid_media"] = time.perf_counter() - t
             for name, fut in futures.items():
                 ok, value, seconds = fut.result()
                 timings[name] = seconds
@@ -244,6 +240,12 @@ class EvidencePipeline:
                     experts[name] = value
                 else:
                     failures[name] = value
+        if self.forward_media and (clip.has_video or clip.has_audio):
+            # after the experts (as the data builder does it): the encoder's threads do not compete
+            # with the experts' on a 2-core machine
+            t = time.perf_counter()
+            media, deid["model_media"] = self.model_media(path, key or path.name)
+            timings["deid_media"] = time.perf_counter() - t
         said = transcript.strip() if transcript is not None else tr.text if tr else ""
         t = time.perf_counter()
         if said:  # the words' cues: lexicon emotions with negation, and VADER polarity

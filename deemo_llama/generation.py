@@ -57,8 +57,12 @@ def stream_chat(
 
     thread = Thread(target=run, daemon=True)
     thread.start()
-    yield from streamer
-    thread.join()
+    try:
+        yield from streamer
+    finally:
+        # also when the caller stops reading early (a stopping criterion ends the generation): a
+        # generation thread still inside torch when the interpreter exits aborts the process
+        thread.join()
     if errors:
         raise errors[0]
 

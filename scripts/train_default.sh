@@ -13,5 +13,5 @@ $D train "$W/ckpt" --config cpu-default --set "data.train=$W/built" --set "data.
 # the fuser is fitted on the clips the LLM never trained on (validation and test: 216 recognition rows);
 # the held-out measure is the held-out spoken set (benchmarks/bench_default.py), not these splits
 $D fuser train --checkpoint "$W/ckpt" --data "$W/built" --split validation,test --feature-cache "$W/features"
-$D models export-default "$W/ckpt" --data "$W/built" --made-by "scripts/train_default.sh: deemo data synth --clips 432 --seed 0, deemo data build (experts fast, Whisper transcripts), deemo train --config cpu-default, deemo fuser train --split validation,test"
+$D models export-default "$W/ckpt" --data "$W/built" --made-by "scripts/train_default.sh: deemo data synth --clips 432 --seed 0, deemo data build (experts fast, Whisper transcripts, reasoning composed from the Evidence), deemo train --config cpu-default, deemo fuser train --split validation,test"
 # then: .venv/bin/deemo models prepare && .venv/bin/python benchmarks/bench_default.py --out results.json
