@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import free_ports, machine, print_table, quiet
+from common import machine, print_table, quiet, served
 
 DEEMO = str(Path(sys.executable).parent / "deemo")
 
@@ -53,21 +50,9 @@ def main() -> None:
             data = tmp / "built" / "test.jsonl"
         common = ["--data", str(data), "--task", "recognition", "--limit", str(args.items)]
         figs = {"in process (--checkpoint default)": _eval([*common, "--checkpoint", "default"], tmp / "local")}
-        gw, vl = free_ports(2)
-        log = open(tmp / "serve.log", "w")
-        proc = subprocess.Popen([DEEMO, "serve", "--no-ui", "--port", str(gw), "--vllm-port", str(vl), "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 900
-            while "all servers ready" not in (tmp / "serve.log").read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"deemo serve did not come up:\n{(tmp / 'serve.log').read_text()[-3000:]}")
-                time.sleep(2)
-            url = f"http://127.0.0.1:{gw}/v1"
+        with served(tmp) as (url, _proc):
             for c in (1, 8):
                 figs[f"served, concurrency {c}"] = _eval([*common, "--endpoint", url, "--concurrency", str(c)], tmp / f"c{c}")
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=120)
         base = figs["in process (--checkpoint default)"][0]
         print_table(f"deemo eval run, recognition, {args.items} items ({machine()})",
                     [(k, f"{v:.3f} items/s ({v / base:.2f}x)" + (f"; {n} failed after retries ({e})" if n else "")) for k, (v, n, e) in figs.items()])

@@ -17,17 +17,14 @@ import argparse
 import base64
 import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from common import free_ports, machine, print_table
+from common import machine, print_table, served
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ["How might someone sound when they are worried?", "What does a sudden frown suggest?", "Name two cues of surprise.", "How does sadness change speech?"]
@@ -66,16 +63,8 @@ def main() -> None:
         "audio": lambda i: [{"type": "input_audio", "input_audio": {"data": base64.b64encode(audio.read_bytes()).decode(), "format": "wav"}}, {"type": "text", "text": "How does the person feel?"}],
         "video": lambda i: [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()}}, {"type": "text", "text": "How does the person feel?"}],
     }
-    gw, vl, ui = free_ports(3)
-    log = open(work / "serve.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "deemo"), "serve", "--port", str(gw), "--vllm-port", str(vl), "--ui-port", str(ui), "--no-ui", "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 900
-        while "all servers ready" not in (work / "serve.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"deemo serve did not start:\n{(work / 'serve.log').read_text()[-2000:]}")
-            time.sleep(2)
-        client = OpenAI(base_url=f"http://127.0.0.1:{gw}/v1", api_key="unused", timeout=900, max_retries=0)
+    with served(work) as (url, proc):
+        client = OpenAI(base_url=url, api_key="unused", timeout=900, max_retries=0)
         client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "Hello."}], max_tokens=4)  # warm
         rss_before = rss_gib(proc.pid)
         rng = random.Random(args.seed)
@@ -112,9 +101,6 @@ def main() -> None:
         time.sleep(2)
         rss_after = rss_gib(proc.pid)
         left = scratch_left()
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=180)
     outcomes = Counter(f"{s} {n}".strip() if s != 200 else "200" for _k, s, _t, n in results)
     rows = [("requests", f"{len(results)} ({', '.join(f'{k}: {v}' for k, v in Counter(kinds).items())})"), ("clients", str(args.clients)), ("wall time", f"{wall:.1f} s"), ("requests/s", f"{len(results) / wall:.2f}")]
     rows += [(f"outcome {k}", str(v)) for k, v in sorted(outcomes.items())]

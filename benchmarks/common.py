@@ -52,3 +52,30 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+@__import__("contextlib").contextmanager
+def served(work, *extra: str, timeout_s: float = 900):
+    """`deemo serve --no-ui` on free ports, its log in ``work``/serve.log; yields (gateway /v1 URL,
+    the serve process); Ctrl-C'd (vLLM with it) on exit."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    gw, vl = free_ports(2)
+    log_path = Path(work) / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "deemo"), "serve", "--no-ui", "--port", str(gw), "--vllm-port", str(vl), "--max-model-len", "2048", *extra], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while "all servers ready" not in log_path.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"deemo serve did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(2)
+        yield f"http://127.0.0.1:{gw}/v1", proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=180)
