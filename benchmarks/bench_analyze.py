@@ -54,7 +54,7 @@ def _gateway(clip: Path, repeats: int) -> list[float]:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
-    srv = VllmServer(default_checkpoint(), VllmOptions(served_name="deemo", port=port(), kv_cache_gib=1, max_model_len=2048))
+    srv = VllmServer(default_checkpoint(), VllmOptions(served_name="deemo", port=port(), kv_cache_gib=1, max_model_len=2048, dtype="float32"))  # as the HF path
     srv.start()
     try:
         p = port()

@@ -6,7 +6,8 @@ Starts `deemo serve` (vLLM + gateway, no UI) on the fine-tuned default, then ``-
 with the official ``openai`` client (max_retries=0) send ``--requests`` chat requests in all, each
 drawn from the mix: a text question, a short spoken clip (input_audio), or a short talking-face
 video (video_url). Printed: outcomes by status (only well-formed 429s are acceptable errors),
-p50/p95 latency per kind, requests/s, the gateway process's RSS before and after, and whether the
+p50/p95 latency per kind, requests/s, the gateway process's RSS before (after one warm-up request of
+each kind, which loads the experts' and Whisper's models) and after, and whether the
 gateway's scratch folders are empty afterwards. A benchmark, not a test: figures go to
 benchmarks/RESULTS.md with the machine and the command.
 """
@@ -65,7 +66,8 @@ def main() -> None:
     }
     with served(work) as (url, proc):
         client = OpenAI(base_url=url, api_key="unused", timeout=900, max_retries=0)
-        client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "Hello."}], max_tokens=4)  # warm
+        for kind in mix:  # warm: every kind once, so the models each kind loads lazily are in before the baseline
+            client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": parts[kind](0)}], max_tokens=4, extra_body={"deemo": {"experts": "fast"}})
         rss_before = rss_gib(proc.pid)
         rng = random.Random(args.seed)
         kinds = rng.choices(list(mix), weights=list(mix.values()), k=args.requests)

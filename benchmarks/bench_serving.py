@@ -1,13 +1,15 @@
-"""Serving throughput and latency: vLLM (our plugin) vs plain transformers ``generate``, same
-checkpoint and prompts, in one run; the gateway's overhead per request; memory.
+"""Serving throughput and latency: the served default in vLLM against the bare LLM in vLLM (the
+engine's own speed for this backbone), in one run; optionally plain transformers ``generate``; the
+gateway's overhead per request; memory.
 
-    .venv/bin/python benchmarks/bench_serving.py [--new-tokens 64] [--levels 1,4,16]
+    .venv/bin/python benchmarks/bench_serving.py [--new-tokens 64] [--levels 1,16] [--dtype auto] [--hf]
 
-vLLM: the real OpenAI server (.venv-vllm), concurrent streaming requests from threads with the
-openai client; TTFT = first content chunk. HF: how comparable open projects serve, one process
-calling ``model.generate`` on a left-padded batch of the concurrent requests; TTFT = a
-``max_new_tokens=1`` call on the same batch. Every request generates exactly ``new_tokens`` tokens
-(vLLM ``ignore_eos``, HF ``min_new_tokens``), greedy, ``--dtype`` (fp32 default) on both sides.
+The served default is started exactly as ``deemo serve`` starts it (the fine-tuned default's adapter
+merged, no LoRA machinery, our plugin's model class, ``--dtype auto``); the baseline is the same
+SmolLM2 weights as a plain vLLM Llama. Concurrent streaming requests from threads with the openai
+client; TTFT = first content chunk. Every request generates exactly ``new_tokens`` tokens (vLLM
+``ignore_eos``, HF ``min_new_tokens``), greedy. HF (``--hf``): how comparable open projects serve,
+one process calling ``model.generate`` on a left-padded batch of the concurrent requests.
 """
 
 from __future__ import annotations
@@ -101,53 +103,68 @@ def gateway_overhead(direct, via, reps: int = 8) -> tuple[float, float]:
     return med(direct), med(via)
 
 
+def _requests(c: int) -> int:
+    return 16 if c >= 16 else max(4, 2 * c)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--levels", default="1,4,16")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both engines")
+    ap.add_argument("--levels", default="1,16")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="every engine (auto: as `deemo serve`)")
+    ap.add_argument("--hf", action="store_true", help="also transformers generate (batched), in the same dtype")
     args = ap.parse_args()
     quiet()
     import psutil
     import uvicorn
     from openai import OpenAI
 
-    from deemo_llama.assets import default_checkpoint
-    from deemo_llama.build import load_checkpoint
+    from deemo_llama.assets import asset_dir, default_checkpoint
+    from deemo_llama.build import load_checkpoint, merged_for_serving
     from deemo_llama.serving.gateway import Gateway, GatewaySettings
-    from deemo_llama.serving.vllm_server import VllmOptions, VllmServer
+    from deemo_llama.serving.vllm_server import VllmOptions, VllmServer, resolve_dtype
 
     levels = [int(x) for x in args.levels.split(",")]
+    dtype = resolve_dtype(args.dtype)
     import torch
 
-    rows = [("machine", machine()), ("workload", f"{args.new_tokens} new tokens per request, greedy, {args.dtype} on both; requests per level = max(4, 2 x concurrency) (16 at 16)")]
+    rows = [("machine", machine()), ("workload", f"{args.new_tokens} new tokens per request, greedy, {dtype} ({args.dtype}); requests per level = max(4, 2 x concurrency) (16 at 16)")]
     ckpt = default_checkpoint()
-    t = time.perf_counter()
-    with VllmServer(ckpt, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=args.dtype)) as srv:
-        rows.append(("vLLM server start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
-        direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
-        gw = Gateway(GatewaySettings(backend_url=srv.url, max_concurrency=32))
-        server = uvicorn.Server(uvicorn.Config(gw.app, host="127.0.0.1", port=_port(), log_level="warning"))
-        th = threading.Thread(target=server.run, daemon=True)
-        th.start()
-        while not server.started:
-            time.sleep(0.05)
-        via = OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="x", timeout=600, max_retries=0)
-        vllm_res = {c: vllm_level(direct, c, 16 if c >= 16 else max(4, 2 * c), args.new_tokens) for c in levels}
-        d, g = gateway_overhead(direct, via)
-        rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
-        rows.append(("vLLM server memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
-        server.should_exit = True
-    model, proc = load_checkpoint(ckpt, dtype=getattr(torch, args.dtype))
-    hf_res = {c: hf_level(model, proc, c, 16 if c >= 16 else max(4, 2 * c), args.new_tokens) for c in levels}
-    rows.append((f"HF process memory (RSS, {args.dtype} model loaded)", f"{psutil.Process().memory_info().rss / 2**30:.2f} GiB"))
+    res: dict[str, dict[int, dict]] = {}
+    engines = {"served default": (merged_for_serving(ckpt), True), "bare LLM": (asset_dir("llm"), False)}
+    for name, (path, ours) in engines.items():
+        t = time.perf_counter()
+        with VllmServer(path, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=dtype, multimodal=ours)) as srv:
+            rows.append((f"{name}: vLLM start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
+            direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
+            vllm_level(direct, 1, 2, 8)  # warm-up
+            res[name] = {c: vllm_level(direct, c, _requests(c), args.new_tokens) for c in levels}
+            rows.append((f"{name}: vLLM memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
+            if ours:
+                gw = Gateway(GatewaySettings(backend_url=srv.url))
+                server = uvicorn.Server(uvicorn.Config(gw.app, host="127.0.0.1", port=_port(), log_level="warning"))
+                th = threading.Thread(target=server.run, daemon=True)
+                th.start()
+                while not server.started:
+                    time.sleep(0.05)
+                via = OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="x", timeout=600, max_retries=0)
+                d, g = gateway_overhead(direct, via)
+                rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
+                server.should_exit = True
+                th.join(10)
     for c in levels:
-        v, h = vllm_res[c], hf_res[c]
-        rows.append((f"c={c}: tokens/s vLLM / HF (ratio)", f"{v['tok_s']:.1f} / {h['tok_s']:.1f} ({v['tok_s'] / h['tok_s']:.2f}x)"))
-        rows.append((f"c={c}: requests/s vLLM / HF", f"{v['req_s']:.3f} / {h['req_s']:.3f}"))
-        rows.append((f"c={c}: median TTFT vLLM / HF", f"{v['ttft'] * 1000:.0f} / {h['ttft'] * 1000:.0f} ms"))
-        rows.append((f"c={c}: median latency vLLM / HF", f"{v['latency']:.1f} / {h['latency']:.1f} s"))
-    print_table("serving: vLLM vs transformers generate, same checkpoint and prompts", rows)
+        v, b = res["served default"][c], res["bare LLM"][c]
+        rows.append((f"c={c}: tokens/s served default / bare LLM (ratio)", f"{v['tok_s']:.1f} / {b['tok_s']:.1f} ({v['tok_s'] / b['tok_s']:.3f}x)"))
+        rows.append((f"c={c}: median TTFT served default / bare LLM", f"{v['ttft'] * 1000:.0f} / {b['ttft'] * 1000:.0f} ms"))
+        rows.append((f"c={c}: median latency served default / bare LLM", f"{v['latency']:.2f} / {b['latency']:.2f} s"))
+    if args.hf:
+        model, proc = load_checkpoint(merged_for_serving(ckpt), dtype=getattr(torch, dtype))
+        for c in levels:
+            h, v = hf_level(model, proc, c, _requests(c), args.new_tokens), res["served default"][c]
+            rows.append((f"c={c}: tokens/s served default (vLLM) / HF generate (ratio)", f"{v['tok_s']:.1f} / {h['tok_s']:.1f} ({v['tok_s'] / h['tok_s']:.2f}x)"))
+            rows.append((f"c={c}: median TTFT vLLM / HF", f"{v['ttft'] * 1000:.0f} / {h['ttft'] * 1000:.0f} ms"))
+        rows.append((f"HF process memory (RSS, {dtype} model loaded)", f"{psutil.Process().memory_info().rss / 2**30:.2f} GiB"))
+    print_table("serving: the served default vs the bare LLM in vLLM, same weights and prompts", rows)
 
 
 if __name__ == "__main__":

@@ -641,13 +641,14 @@ def serve(
     experts: Annotated[ExpertsProfile, typer.Option(help="Default expert profile of the evidence in the prompt (as deemo analyze --experts); requests choose with deemo.experts.")] = ExpertsProfile.fast,
     tool_loop: Annotated[bool, typer.Option(help="Also offer the expert tools to the model by default (requests choose with deemo.tool_loop).")] = False,
     ui: Annotated[bool, typer.Option(help="Start the Gradio UI.")] = True,
-    dtype: Annotated[str, typer.Option(help="vLLM dtype (float32 matches HF on CPU; bfloat16 on GPUs).")] = "float32",
+    dtype: Annotated[str, typer.Option(help="vLLM dtype: auto (bfloat16 where the GPU or CPU computes it natively, else float32), float32 (matches `deemo analyze` exactly), bfloat16, float16.")] = "auto",
     max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
     vllm_arg: Annotated[Optional[list[str]], typer.Option(help="Extra vLLM argument, passed through (repeatable), e.g. --vllm-arg=--gpu-memory-utilization=0.8.")] = None,
-    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in the model at once; more wait in the queue.")] = 4,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in the model at once (vLLM batches them); more wait in the queue.")] = 16,
     max_media_concurrency: Annotated[int, typer.Option(min=1, help="Clips de-identified and analysed at once (CPU-bound; text-only requests skip this queue).")] = 2,
     queue_depth: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot; beyond it the gateway answers 429 with Retry-After.")] = 64,
     queue_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait for a slot before a 429 with Retry-After.")] = 120.0,
+    max_tokens_limit: Annotated[int, typer.Option(min=1, help="The largest max_tokens a request may ask for (400 above it).")] = 2048,
 ) -> None:
     """Start vLLM, the assistant gateway and the UI; print their URLs; Ctrl-C stops all three."""
     _quiet_libraries()
@@ -665,7 +666,7 @@ def serve(
     ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
     if not (ckpt / "config.json").is_file():
         raise DeemoError(f"{ckpt}: not a deemo-llama checkpoint (no config.json)")
-    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts.value, tool_loop=tool_loop, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []), max_concurrency=max_concurrency, max_media_concurrency=max_media_concurrency, queue_depth=queue_depth, queue_timeout_s=queue_timeout)
+    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts.value, tool_loop=tool_loop, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []), max_concurrency=max_concurrency, max_media_concurrency=max_media_concurrency, queue_depth=queue_depth, queue_timeout_s=queue_timeout, max_tokens_limit=max_tokens_limit)
     run_serve(opts, log=lambda msg: print(f"[deemo serve] {msg}", flush=True))
 
 

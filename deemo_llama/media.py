@@ -71,6 +71,26 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"{path}: file is empty (0 bytes)")
 
 
+def _wav_channels(path: Path) -> int | None:
+    """The channel count a RIFF/WAVE header declares (FFmpeg reports 0 for counts it refuses)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        for _ in range(64):
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, clen = struct.unpack("<4sI", chunk)
+            if cid == b"fmt ":
+                fmt = f.read(4)
+                return struct.unpack("<HH", fmt)[1] if len(fmt) == 4 else None
+            f.seek(clen + (clen & 1), 1)
+    return None
+
+
 def _wav_truncated(path: Path) -> str | None:
     """A RIFF/WAVE file whose data chunk claims more bytes than the file holds (FFmpeg reads the rest silently)."""
     import struct
@@ -259,6 +279,8 @@ def open_media(path: Path, max_seconds: float):
     with container:
         if container.format.name == "wav" and (why := _wav_truncated(path)):
             raise MediaError(f"{path}: audio is truncated (the file {why})")
+        if container.format.name == "wav" and (ch := _wav_channels(path) or 0) > MAX_AUDIO_CHANNELS:
+            raise MediaError(f"{path}: audio has {ch} channels; the limit is {MAX_AUDIO_CHANNELS} (MAX_AUDIO_CHANNELS)")
         # Cover art in audio files is a single-frame "video" stream: not a video.
         vstreams = [s for s in container.streams.video if (s.codec_context.width or 0) > 0 and not (s.disposition & av.stream.Disposition.attached_pic)]
         astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]

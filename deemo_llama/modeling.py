@@ -234,6 +234,7 @@ class DeemoLlamaForConditionalGeneration(nn.Module):
             raise ValueError(f"{weights} does not match its config: missing={sorted(missing)[:5]} unexpected={sorted(unexpected)[:5]}")
         if quantization != "none":
             model.language_model = _quantized_language_model(model.language_model, quantization)
+            model._lm_source = weights  # the full-precision base weights a save writes back (4/8-bit weights are packed)
         model.to(device=device, **({"dtype": dtype} if dtype is not None else {}))
         if load_adapter and (directory / ADAPTER_DIR).is_dir():
             from peft import PeftModel
@@ -263,13 +264,33 @@ def _unwrapped(model: DeemoLlamaForConditionalGeneration):
     """Temporarily swap a peft-wrapped LLM for a clean copy of its base weights (LoRA not merged)."""
     peft_lm = model.language_model
     base = build_language_model(model.config.text_config)
-    sd = {k.replace(".base_layer", ""): v for k, v in peft_lm.get_base_model().state_dict().items() if "lora_" not in k}
-    base.load_state_dict(sd, strict=True)
+    if _is_quantized(peft_lm.get_base_model()):
+        # QLoRA: the frozen base is stored packed in 4/8 bits; the checkpoint keeps the full-precision
+        # weights it was loaded from (LoRA never changes them)
+        source = getattr(model, "_lm_source", None)
+        if source is None:
+            raise RuntimeError("this quantized LLM was not loaded by from_pretrained, so its full-precision weights are unknown and it cannot be saved")
+        from safetensors.torch import load_file
+
+        sd = {k.removeprefix("language_model."): v for k, v in load_file(str(source)).items() if k.startswith("language_model.")}
+        base.tie_weights()
+        missing, unexpected = base.load_state_dict(sd, strict=False)
+        missing = _untied(base, missing)
+    else:
+        sd = {k.replace(".base_layer", ""): v for k, v in peft_lm.get_base_model().state_dict().items() if "lora_" not in k}
+        missing, unexpected = base.load_state_dict(sd, strict=True)
+    if missing or unexpected:
+        raise RuntimeError(f"the LLM's base weights do not match its config: missing={sorted(missing)[:5]} unexpected={sorted(unexpected)[:5]}")
     model.language_model = base
     try:
         yield
     finally:
         model.language_model = peft_lm
+
+
+def _is_quantized(lm: nn.Module) -> bool:
+    """A transformers model loaded in 4/8 bits through bitsandbytes."""
+    return getattr(lm, "hf_quantizer", None) is not None or bool(getattr(lm, "is_loaded_in_4bit", False) or getattr(lm, "is_loaded_in_8bit", False))
 
 
 def _quantized_language_model(lm: nn.Module, quantization: Quantization) -> nn.Module:

@@ -2,7 +2,7 @@
 call tools on cue; the tool loop is tested against this, the model itself against real vLLM).
 
 Behaviour per request (recorded in ``Script.requests``):
-  - tools offered and no tool message yet -> a tool call to ``Script.call`` (name, arguments JSON)
+  - tools offered (tool_choice not "none") and no tool message yet -> a tool call to ``Script.call`` (name, arguments JSON)
   - otherwise -> ``"ANSWER: "`` + the last tool message's summary (or "no tools")
   - a user text containing "slow" sleeps ``Script.slow_s`` first
   - a label-scoring request (``prompt_logprobs``) is answered by ``Script.scorer`` (a tiny HF model,
@@ -35,7 +35,7 @@ class Script:
 def _reply(body: dict, script: Script) -> tuple[str | None, dict | None]:
     msgs = body["messages"]
     tool_msgs = [m for m in msgs if m["role"] == "tool"]
-    if body.get("tools") and not tool_msgs:
+    if body.get("tools") and not tool_msgs and body.get("tool_choice") != "none":
         return None, {"id": f"call_{len(script.requests)}", "type": "function", "function": {"name": script.call[0], "arguments": script.call[1]}}
     summary = json.loads(tool_msgs[-1]["content"]).get("summary", "") if tool_msgs else "no tools"
     if script.reply is not None and not tool_msgs:

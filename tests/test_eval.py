@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's string annotation here
 
@@ -366,3 +367,12 @@ def test_endpoint_backend_retries_429_and_5xx_then_answers_in_text(tmp_path):
     m = json.loads((tmp_path / "run" / "report.json").read_text())["metrics"]
     assert m["parsed_from"] == {"mention": 3} and m["unparsed"] == 0
     assert len(truth) == 3
+
+
+def test_compare_counts_a_judge_score_of_zero():
+    """A judge score of 0 is a score (it once counted as missing, so [0, 10] averaged 10)."""
+    from deemo_llama.evaluation.compare import _judge_mean
+
+    recs = [{"judge": {"clue_overlap": {"score": 0}}}, {"judge": {"clue_overlap": {"score": 10}}}, {"judge": {"clue_overlap": {"score": None, "raw": "n/a"}}}, {}]
+    assert _judge_mean(recs, "clue_overlap") == 5.0
+    assert np.isnan(_judge_mean(recs, "label_overlap"))

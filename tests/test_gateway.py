@@ -228,7 +228,11 @@ BAD = [
     ("bad base64", {"model": "deemo", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "%%%", "format": "wav"}}]}]}, 400, "not valid base64"),
     ("outside allow-list", {"model": "deemo", "messages": _video_msg("file:///etc/passwd")}, 403, "outside the allowed media folder"),
     ("remote fetch off", {"model": "deemo", "messages": _video_msg("https://example.com/a.mp4")}, 403, "remote media URLs are disabled"),
-    ("client tools", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "x"}}]}, 400, "client-side tools"),
+    ("client tool named like an expert", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "analyze_voice"}}]}, 400, "server-side expert tool"),
+    ("client tool without a name", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"description": "x"}}]}, 400, "tools[0].function.name"),
+    ("tool_choice naming no tool", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "a"}}], "tool_choice": {"type": "function", "function": {"name": "b"}}}, 400, "tool_choice"),
+    ("tool_choice with a malformed function", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "a"}}], "tool_choice": {"type": "function", "function": "a"}}, 400, "tool_choice"),
+    ("tool message without its call id", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}]}, 400, "tool_call_id"),
     ("max_tokens", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
     ("deemo option", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"expert": "tools"}}, 400, "unknown deemo option"),
     ("experts profile", {"model": "deemo", "messages": [{"role": "user", "content": "hi"}], "deemo": {"experts": "context"}}, 400, "none, fast, all"),
@@ -479,3 +483,138 @@ def test_the_answer_never_cites_a_modality_that_was_not_observed(client, script,
     for answer in (text, streamed):
         assert answer.startswith("Emotion: ") and "Their words sound cheerful." in answer and "The words are upbeat." in answer, answer
         assert "face" not in answer and "voice" not in answer and "smile" not in answer, answer
+
+
+CALENDAR = {"type": "function", "function": {"name": "lookup_calendar", "description": "The user's appointments on a day.", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_client_tools_work_as_openais_api(client, script, stream):
+    """The model's call of a client tool ends the turn (finish_reason tool_calls, the call in
+    message.tool_calls); the client runs it and sends the result back; the model answers with it.
+    Usage is reported and summed over the rounds."""
+    script.call = ("lookup_calendar", '{"day": "monday"}')
+    try:
+        ask = [{"role": "user", "content": "Why might I feel tense on Monday?"}]
+        if stream:
+            chunks = list(client.chat.completions.create(model="deemo", messages=ask, tools=[CALENDAR], stream=True))
+            calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+            assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+            call = calls[0]
+        else:
+            r = client.chat.completions.create(model="deemo", messages=ask, tools=[CALENDAR])
+            assert r.choices[0].finish_reason == "tool_calls" and r.usage.total_tokens == 15
+            call = r.choices[0].message.tool_calls[0]
+        assert call.function.name == "lookup_calendar" and json.loads(call.function.arguments) == {"day": "monday"}
+        sent = script.requests[-1]
+        assert [t["function"]["name"] for t in sent["tools"]] == ["lookup_calendar"] and not sent["messages"][-1]["role"] == "assistant"
+        assert "frequency_penalty" not in sent  # no prose penalties on JSON arguments
+        back = [*ask, {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function", "function": {"name": "lookup_calendar", "arguments": call.function.arguments}}]},
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"summary": "a performance review at 9"})}]
+        answer = client.chat.completions.create(model="deemo", messages=back, tools=[CALENDAR])
+        assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content == "ANSWER: a performance review at 9"
+        assert script.requests[-1]["messages"][-1] == back[-1]
+    finally:
+        script.call = ("analyze_voice", "{}")
+
+
+def test_client_tools_beside_the_server_experts(client, script, clips):
+    """A clip with the expert tool loop on and a client tool offered: the model is offered both; the
+    server's expert runs here and the answer uses it; the forced "Emotion:" opening is off (the model
+    may call the client's tool instead of answering); tool_choice "none" hides the client's tools."""
+    script.requests.clear()
+    r = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), tools=[CALENDAR], extra_body={"deemo": {"tool_loop": True}})
+    offered = [t["function"]["name"] for t in script.requests[0]["tools"]]
+    assert "lookup_calendar" in offered and "analyze_voice" in offered
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content.startswith("ANSWER:")
+    assert [s["name"] for s in r.model_extra["deemo"]["tool_trace"]] == ["analyze_voice"] and r.usage.total_tokens == 30
+    script.requests.clear()
+    client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": "hi"}], tools=[CALENDAR], tool_choice="none")
+    assert "tools" not in script.requests[-1] and "tool_choice" not in script.requests[-1]
+
+
+def _hostile_media(d, clips) -> list[tuple[str, str, int, str]]:
+    """(name, url, status, text the error must contain) for each kind of hostile media the boundary meets."""
+    import struct
+    import zipfile
+    from fractions import Fraction
+
+    import av
+
+    def video(path, w, h, times, rate=1):
+        with av.open(str(path), "w") as out:
+            s = out.add_stream("mpeg4", rate=rate)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            s.codec_context.time_base = Fraction(1, rate)
+            for t in times:
+                f = av.VideoFrame.from_ndarray(np.zeros((h, w, 3), np.uint8), format="rgb24")
+                f.pts, f.time_base = t, Fraction(1, rate)
+                for p in s.encode(f):
+                    out.mux(p)
+            for p in s.encode():
+                out.mux(p)
+        return path
+
+    video(d / "8k.mp4", 7680, 4320, [0])
+    video(d / "hours.mp4", 64, 64, [0, 3 * 3600])  # two frames three hours apart: 2 kB that declare 3 h
+    with av.open(str(d / "empty.mp4"), "w") as out:  # a video stream with no frames at all
+        s = out.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        out.start_encoding()
+    data = np.zeros((160, 2000), np.int16).tobytes()  # 2000 channels, as the WAV header says
+    (d / "channels.wav").write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2000, 16000, 16000 * 4000, 4000, 16) + b"data" + struct.pack("<I", len(data)) + data)
+    with zipfile.ZipFile(d / "nested.zip", "w") as z:  # a container inside a container
+        z.write(clips / "talk.mp4", "talk.mp4")
+    (clips / "escape.mp4").unlink(missing_ok=True)
+    (clips / "escape.mp4").symlink_to(d / "hours.mp4")  # inside the media folder, pointing out of it
+    return [
+        ("enormous resolution", _data_url(d / "8k.mp4", "video/mp4"), 400, "the limit is 8847360 pixels"),
+        ("a declared duration of hours", _data_url(d / "hours.mp4", "video/mp4"), 400, "clip is 10801.0 s long; the limit is 120 s"),
+        ("thousands of audio channels", _data_url(d / "channels.wav", "audio/wav"), 400, "audio has 2000 channels; the limit is 32"),
+        ("a zero-length stream", _data_url(d / "empty.mp4", "video/mp4"), 400, "neither a usable video nor audio stream"),
+        ("a container inside a container", _data_url(d / "nested.zip", "video/mp4"), 400, "not a readable media file"),
+        ("a data URL that lies: mp4 as audio/wav", _data_url(clips / "talk.mp4", "audio/wav"), 400, "declared audio/wav but the data is a mov file"),
+        ("a data URL that lies: wav as video/mp4", _data_url(clips / "speech.wav", "video/mp4"), 400, "declared video/mp4 but the data is a wav file"),
+        ("a file: URL outside the allow-list", "file:///etc/hostname", 403, "outside the allowed media folder"),
+        ("a remote URL (fetching off)", "http://169.254.169.254/latest/meta-data", 403, "remote media URLs are disabled"),
+        ("a symlink out of the media folder", f"file://{clips / 'escape.mp4'}", 403, "outside the allowed media folder"),
+    ]
+
+
+def test_hostile_media_is_a_4xx_naming_the_limit_and_leaves_nothing_behind(gateway, client, clips, tmp_path):
+    """Each hostile input: a 4xx whose message names the problem, nothing left in the RAM scratch
+    folder, and the server goes on serving (the same gateway answers a clip afterwards)."""
+    import glob
+    import tempfile
+
+    import httpx
+
+    cases = _hostile_media(tmp_path, clips)
+    roots = ["/dev/shm", tempfile.gettempdir()]
+    before = {p for r in roots for p in glob.glob(f"{r}/deemo-gw-*")}
+    try:
+        for name, url, status, text in cases:
+            r = httpx.post(f"{gateway}/chat/completions", json={"model": "deemo", "messages": _video_msg(url)}, timeout=60)
+            assert r.status_code == status and text in r.json()["error"]["message"], (name, r.status_code, r.text[:300])
+            assert r.json()["error"]["param"] == "messages[0].content[0]", name
+    finally:
+        (clips / "escape.mp4").unlink(missing_ok=True)
+    assert {p for r in roots for p in glob.glob(f"{r}/deemo-gw-*")} <= before, "a request left its scratch folder behind"
+    ok = client.chat.completions.create(model="deemo", messages=_video_msg(_data_url(clips / "talk.mp4", "video/mp4")), max_tokens=8)
+    assert ok.choices[0].message.content
+
+
+def test_fuzzed_gateway_gives_no_server_error_and_keeps_its_schema(hf_gateway):
+    """schemathesis, generating requests from the gateway's OpenAPI schema (valid and invalid ones),
+    against the gateway in front of the tiny model served over HTTP."""
+    import os
+
+    import httpx
+    from fuzzing import generated, schemathesis_run
+
+    r = schemathesis_run(hf_gateway.removesuffix("/v1"), max_examples=int(os.environ.get("DEEMO_FUZZ_EXAMPLES", "40")))
+    print(r.stdout[-1500:])
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert generated(r.stdout) >= 100, r.stdout[-2000:]
+    ok = httpx.post(f"{hf_gateway}/chat/completions", json={"model": "deemo", "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 4}, timeout=60)
+    assert ok.status_code == 200

@@ -290,3 +290,33 @@ def test_config_without_projector_options_loads_as_plain(tiny):
         d[m]["projector"] = {"type": "mlp", "hidden_dim": None}
     cfg = DeemoConfig.from_dict(d)
     assert cfg.video.projector.input_norm is False and cfg.audio.projector.temporal == "none" and cfg.video.projector.output_norm is None
+
+
+def test_a_quantized_base_is_saved_from_its_full_precision_weights(tiny_checkpoint, tmp_path):
+    """QLoRA: the LLM's base is held packed in 4 bits (bitsandbytes, CUDA only), which a checkpoint
+    cannot store; a save writes the full-precision weights it was loaded from (LoRA never changes
+    them), beside the adapter. Here the quantized state is simulated on CPU: the in-memory base is
+    marked quantized and its weights scrambled, as packing would make them unusable."""
+    from safetensors.torch import load_file
+
+    from deemo_llama.build import load_checkpoint, save_checkpoint
+    from deemo_llama.modeling import WEIGHTS_NAME
+    from deemo_llama.training import LoraRecipe, apply_lora
+
+    model, proc = load_checkpoint(tiny_checkpoint)
+    model._lm_source = tiny_checkpoint / WEIGHTS_NAME
+    apply_lora(model, LoraRecipe(r=4, alpha=8, dropout=0.0))
+    inner = model.language_model.get_base_model()
+    inner.hf_quantizer = object()  # what transformers sets on a model loaded with a quantization_config
+    with torch.no_grad():
+        for n, p in inner.named_parameters():
+            if "lora_" not in n:
+                p.mul_(-3.0)
+    save_checkpoint(model, proc, tmp_path / "q")
+    source, saved = load_file(str(tiny_checkpoint / WEIGHTS_NAME)), load_file(str(tmp_path / "q" / WEIGHTS_NAME))
+    assert source.keys() == saved.keys()
+    assert all(torch.equal(source[k], saved[k]) for k in source if k.startswith("language_model."))
+    assert (tmp_path / "q" / "adapter" / "adapter_model.safetensors").is_file()
+    del model._lm_source  # without its source a quantized base cannot be saved: a clear error, no checkpoint
+    with pytest.raises(RuntimeError, match="cannot be saved"):
+        save_checkpoint(model, proc, tmp_path / "q2")

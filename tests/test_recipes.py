@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -326,3 +328,32 @@ def test_rows_stream_through_datasets_into_a_memory_mapped_token_table(tiny, tmp
     assert [c["filename"] for c in again.table.cache_files] == [c["filename"] for c in table.table.cache_files]
     with pytest.raises(IndexError):
         table[2]
+
+
+def test_shards_split_each_epoch_between_processes():
+    from deemo_llama.training.llm import _order, _shard
+
+    order = _order(7, seed=3, stage_index=1, epoch=0)
+    shards = [_shard(order, r, 3) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]  # padded with the epoch's head: equal batches per process
+    assert sorted(sum(shards, [])) == sorted(order + order[:2]) and _shard(order, 0, 1) == order
+
+
+def test_two_processes_train_on_disjoint_halves(tiny_checkpoint, tmp_path, media_dir):
+    """`torchrun --nproc_per_node 2` (accelerate, gloo on CPU): each process reads its own half of the
+    rows, so an epoch is half as many steps, and the two gradient streams are averaged (DDP)."""
+    import shutil
+
+    rec = {"schema_version": "1", "kind": "recognition", "split": "train", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4")}
+    rows = [{**rec, "id": f"r{i}", "label": lab, "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": f"Clip {i}: emotion?"}]}, {"role": "assistant", "content": f"Emotion: {lab}."}]}
+            for i, lab in enumerate(["happy", "sad", "happy", "sad"])]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = [f"data.train={tmp_path / 'd.jsonl'}", f"model.checkpoint={tiny_checkpoint}", f"data.feature_cache_dir={tmp_path / 'features'}", "batch_size=1", "grad_accum=1", "lora.r=4", "lora.alpha=8",
+            "stages=[{name: finetune, epochs: 1, lr: 0.005}]"]
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun (torch's launcher) is not installed beside python"
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "deemo_llama.cli", "train", str(tmp_path / "out"), "--config", "cpu-default", *[x for s in sets for x in ("--set", s)]],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 2 and summary["samples"] == 4, summary

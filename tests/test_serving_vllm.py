@@ -70,7 +70,7 @@ def server(hf, lora_dir, media):
     from deemo_llama.serving.vllm_server import VllmOptions, VllmServer
 
     ckpt = hf[0]
-    srv = VllmServer(ckpt, VllmOptions(served_name="deemo", port=_free_port(), lora_modules={"deemo-lora": str(lora_dir)}, allowed_media_dir=str(media), kv_cache_gib=1, max_model_len=2048))
+    srv = VllmServer(ckpt, VllmOptions(served_name="deemo", port=_free_port(), lora_modules={"deemo-lora": str(lora_dir)}, allowed_media_dir=str(media), kv_cache_gib=1, max_model_len=2048, dtype="float32"))  # fp32: compared with HF greedy
     srv.start()
     yield srv
     srv.stop()

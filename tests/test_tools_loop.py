@@ -204,17 +204,17 @@ class Harness:
     def usage(self) -> dict | None:
         return USAGE if self.kind == "openai" else None  # the scripted stream and HF report none
 
-    async def _events(self, messages, session, max_rounds) -> list[LoopEvent]:
+    async def _events(self, messages, session, max_rounds, client_tools=None) -> list[LoopEvent]:
         if self.kind == "hf":
-            return [ev async for ev in tool_loop(hf_transport(None, None, max_new_tokens=64), messages, session, max_rounds)]
+            return [ev async for ev in tool_loop(hf_transport(None, None, max_new_tokens=64), messages, session, max_rounds, client_tools)]
         from openai import AsyncOpenAI
 
         async with AsyncOpenAI(base_url=self.url, api_key="unused", max_retries=0, timeout=60) as client:
             transport = openai_transport(client, "deemo", stream=self.kind == "openai-stream", max_tokens=64)
-            return [ev async for ev in tool_loop(transport, messages, session, max_rounds)]
+            return [ev async for ev in tool_loop(transport, messages, session, max_rounds, client_tools)]
 
-    def run(self, messages=USER, session=None, max_rounds: int = 3) -> tuple[list[LoopEvent], LoopEvent]:
-        events = asyncio.run(self._events(messages, session, max_rounds))
+    def run(self, messages=USER, session=None, max_rounds: int = 3, client_tools=None) -> tuple[list[LoopEvent], LoopEvent]:
+        events = asyncio.run(self._events(messages, session, max_rounds, client_tools))
         assert [e.kind for e in events].count("final") == 1 and events[-1].kind == "final"
         return events, events[-1]
 
@@ -424,3 +424,68 @@ def test_hf_transport_with_the_tiny_model(tiny):
 
 async def _collect(agen):
     return [x async for x in agen]
+
+
+CALENDAR = {"type": "function", "function": {"name": "lookup_calendar", "description": "The user's appointments on a day.", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}}}
+
+
+def test_a_client_tool_call_ends_the_loop_and_goes_back_to_the_client(harness, session):
+    """Client tools are offered beside the server's experts; the model's call of one is not run here:
+    the loop ends with it in ``client_calls`` (and in the conversation as an assistant tool_calls turn)."""
+    harness.set_call("lookup_calendar", '{"day": "monday"}')
+    _events, final = harness.run(USER, session, client_tools=[CALENDAR])
+    assert final.steps == [] and final.rounds == 0
+    assert [(c["name"], json.loads(c["arguments"])) for c in final.client_calls] == [("lookup_calendar", {"day": "monday"})]
+    assert final.messages[-1]["tool_calls"][0]["function"]["name"] == "lookup_calendar"
+    offered = {t["function"]["name"] for t in harness.requests()[0][1]}
+    assert {"lookup_calendar", "analyze_voice"} <= offered
+    # with the server's rounds used up, the client's tools are still offered (and end the loop)
+    harness.set_call("analyze_voice", "{}")
+    harness.always = True
+    _events, final = harness.run(USER, session, max_rounds=1, client_tools=[CALENDAR])
+    last_offered = [t["function"]["name"] for t in harness.requests()[-1][1]]
+    assert last_offered == ["lookup_calendar"] and final.client_calls == [] and len(final.steps) == 1
+
+
+def test_a_turn_calling_client_and_server_tools_skips_the_server_calls(session):
+    """Both kinds in one turn: the client's call goes back; the server's is not run (a skipped step),
+    since the client must answer every call id of the turn it receives."""
+    seen = []
+
+    async def transport(messages, tools):
+        seen.append(tools)
+        yield AssistantTurn(None, [{"id": "c1", "name": "analyze_voice", "arguments": "{}"}, {"id": "c2", "name": "lookup_calendar", "arguments": '{"day": "monday"}'}], "tool_calls")
+
+    final = run_tool_loop(transport, USER, session, max_rounds=3, client_tools=[CALENDAR])
+    assert [c["id"] for c in final.client_calls] == ["c2"] and [m["id"] for m in final.messages[-1]["tool_calls"]] == ["c2"]
+    assert [(s.name, s.status) for s in final.steps] == [("analyze_voice", "skipped")] and len(seen) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("choice", ["named", "required"])
+def test_a_forced_tool_choice_is_written_under_a_schema_and_read_back_as_the_call(script, backend_url, monkeypatch, stream, choice):
+    """tool_choice "required" or a named function: the transport asks the server for the call as
+    structured output (the tools stay in the prompt, tool_choice "none" so nothing is parsed as
+    markup) and turns the JSON into the call; a cut-off JSON is no call, its text the answer."""
+    from openai import AsyncOpenAI
+
+    forced = {"type": "function", "function": {"name": "lookup_calendar"}} if choice == "named" else "required"
+    written = '{"day": "monday"}' if choice == "named" else '{"name": "lookup_calendar", "arguments": {"day": "monday"}}'
+    monkeypatch.setattr(script, "reply", written)
+    script.requests.clear()
+
+    async def turn():
+        async with AsyncOpenAI(base_url=backend_url, api_key="unused", max_retries=0, timeout=60) as client:
+            return await _collect(openai_transport(client, "deemo", stream=stream, tool_choice=forced, max_tokens=32)(USER, [CALENDAR]))
+
+    items = asyncio.run(turn())
+    sent = script.requests[-1]
+    assert sent["tool_choice"] == "none" and sent["tools"] == [CALENDAR] and sent["response_format"]["type"] == "json_schema"
+    schema = sent["response_format"]["json_schema"]["schema"]
+    assert schema == CALENDAR["function"]["parameters"] if choice == "named" else schema["anyOf"][0]["properties"]["name"] == {"const": "lookup_calendar"}
+    final = items[-1]
+    assert items == [final] and final.finish_reason == "tool_calls"  # no text deltas: the JSON is the call
+    assert [(c["name"], json.loads(c["arguments"])) for c in final.tool_calls] == [("lookup_calendar", {"day": "monday"})]
+    monkeypatch.setattr(script, "reply", written[:9])  # cut off by max_tokens
+    final = asyncio.run(turn())[-1]
+    assert final.tool_calls == [] and final.content == written[:9]

@@ -16,7 +16,7 @@ eval_app = typer.Typer(no_args_is_help=True, help="Batch evaluation: recognition
 @eval_app.command("run")
 def run_cmd(
     data: Annotated[Path, typer.Option("--data", help="Instruction rows (JSONL), e.g. OUT/test.jsonl of `deemo data build`.")],
-    task: Annotated[str, typer.Option("--task", help="recognition | reasoning")],
+    task: Annotated[str, typer.Option("--task", help="recognition | reasoning | ambivalence | valence_arousal | spotting")],
     out: Annotated[Path, typer.Option("--out", help="The run folder (created; an unfinished run there is continued).")],
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="An OpenAI-compatible server's /v1 URL (the deemo gateway, or any server).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Evaluate this checkpoint in process, no server ('default': the embedded default).")] = None,

@@ -32,7 +32,7 @@ def _figures(task: str):
     if task == "reasoning":
         figs = {k: (lambda recs, k=k: float(np.mean([r["prediction"][k] for r in recs]))) for k in ("label_set_f1", "clue_set_f1")}
         for k in ("clue_overlap", "label_overlap"):
-            figs[f"judge_{k}"] = lambda recs, k=k: float(np.nanmean([(r.get("judge") or {}).get(k, {}).get("score") or np.nan for r in recs])) if any((r.get("judge") or {}).get(k) for r in recs) else float("nan")
+            figs[f"judge_{k}"] = lambda recs, k=k: _judge_mean(recs, k)
         return figs
     if task == "spotting":
         from .tasks.spotting import SpottingTask
@@ -87,3 +87,9 @@ def plot(result: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _judge_mean(recs: list[dict], key: str) -> float:
+    """The mean judge score over the items the judge scored (0 is a score; unparsed replies are not)."""
+    scores = [sc for r in recs if (sc := ((r.get("judge") or {}).get(key) or {}).get("score")) is not None]
+    return float(np.mean(scores)) if scores else float("nan")

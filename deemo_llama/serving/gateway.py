@@ -17,6 +17,10 @@ with the request, and only the de-identified media are forwarded. The expert too
 on the raw clip: the model's tool calls execute against the clip's cached results, in bounded
 rounds with a timeout; the evidence, label distribution and trace come back in the ``deemo``
 extension field (and as stream chunks).
+Client-side tools (``tools``, ``tool_choice``) work as in OpenAI's API, beside the experts: the model's
+call of one ends the turn with ``finish_reason: "tool_calls"`` and the client sends the result back
+as a ``tool`` message; a client tool may not take an expert tool's name (400). ``usage`` is summed
+over the tool rounds. ``response_format`` goes to vLLM's structured output.
 Errors use OpenAI's shape with a 4xx status; the server keeps serving.
 """
 
@@ -24,6 +28,7 @@ Errors use OpenAI's shape with a 4xx status; the server keeps serving.
 import asyncio
 import base64
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -53,7 +58,7 @@ class GatewaySettings:
     media: MediaPolicy = field(default_factory=MediaPolicy)
     max_request_bytes: int = 96 << 20
     max_media_seconds: float = 120.0
-    max_concurrency: int = 4  # requests in the model at once (vLLM batches them); more wait in the queue
+    max_concurrency: int = 16  # requests in the model at once (vLLM batches them; 16 keeps its batching at full speed on CPU); more wait in the queue
     max_media_concurrency: int = 2  # clips de-identified and analysed at once (CPU-bound); text-only requests skip this
     queue_depth: int = 64  # requests that may wait for a slot; beyond it: 429 with Retry-After
     queue_timeout_s: float = 120.0  # a request that waited this long for a slot: 429 with Retry-After
@@ -139,15 +144,20 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
     if not isinstance(messages, list) or not messages:
         raise GatewayError(400, "'messages' must be a non-empty list", param="messages")
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or m["role"] not in ROLES:
             raise GatewayError(400, f"messages[{i}] must be an object with a role in {sorted(ROLES)}", param=f"messages[{i}]")
         content = m.get("content")
         if content is None and not (m["role"] == "assistant" and m.get("tool_calls")):
             raise GatewayError(400, f"messages[{i}] has no content", param=f"messages[{i}].content")
+        if m["role"] == "tool" and not (isinstance(m.get("tool_call_id"), str) and m["tool_call_id"]):
+            raise GatewayError(400, f"messages[{i}]: a tool message needs the 'tool_call_id' it answers", param=f"messages[{i}].tool_call_id")
+        calls = m.get("tool_calls")
+        if calls is not None and (m["role"] != "assistant" or not isinstance(calls, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("function"), dict) and isinstance(c["function"].get("name"), str) and isinstance(c["function"].get("arguments"), str) for c in calls)):
+            raise GatewayError(400, f"messages[{i}].tool_calls must be a list of {{id, type: function, function: {{name, arguments}}}} on an assistant message", param=f"messages[{i}].tool_calls")
         if isinstance(content, list):
             for j, part in enumerate(content):
                 where = f"messages[{i}].content[{j}]"
-                if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str) or part["type"] not in PART_TYPES:
                     raise GatewayError(400, f"{where}: unsupported content part; expected a type in {sorted(PART_TYPES)}", param=where)
                 if part["type"] == "text" and not isinstance(part.get("text"), str):
                     raise GatewayError(400, f"{where}: a text part needs a string 'text'", param=where)
@@ -155,8 +165,7 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
                     raise GatewayError(400, f"{where}: media parts are accepted in user messages only", param=where)
         elif content is not None and not isinstance(content, str):
             raise GatewayError(400, f"messages[{i}].content must be a string or a list of parts", param=f"messages[{i}].content")
-    if body.get("tools"):
-        raise GatewayError(400, "client-side tools are not supported: the gateway offers the expert tools itself (see deemo.experts)", param="tools")
+    validate_tools(body)
     rf = body.get("response_format")
     if rf is not None:
         if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
@@ -164,6 +173,7 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
         js = rf.get("json_schema")
         if rf["type"] == "json_schema" and not (isinstance(js, dict) and isinstance(js.get("name"), str) and isinstance(js.get("schema"), dict)):
             raise GatewayError(400, "response_format.json_schema needs a 'name' and a 'schema' object", param="response_format.json_schema")
+    validate_sampling(body)
     if body.get("n", 1) != 1:
         raise GatewayError(400, "only n=1 is supported", param="n")
     mt = body.get("max_tokens", body.get("max_completion_tokens", 256))
@@ -184,6 +194,76 @@ def validate_request(body: Any, settings: GatewaySettings) -> dict:
     if labels is not None and (not isinstance(labels, list) or not 2 <= len(labels) <= 32 or not all(isinstance(x, str) and x.strip() and len(x) <= 40 for x in labels) or len(set(labels)) != len(labels)):
         raise GatewayError(400, "deemo.labels must be a list of 2-32 distinct non-empty label strings", param="deemo.labels")
     return body
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# the sampling options passed on to the model server: name -> (is it valid, what it must be)
+SAMPLING = {
+    "stream": (lambda v: isinstance(v, bool), "true or false"),
+    "temperature": (lambda v: _number(v) and 0 <= v <= 2, "a number in 0..2"),
+    "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63, "an integer"),
+    "presence_penalty": (lambda v: _number(v) and -2 <= v <= 2, "a number in -2..2"),
+    "frequency_penalty": (lambda v: _number(v) and -2 <= v <= 2, "a number in -2..2"),
+    "logprobs": (lambda v: isinstance(v, bool), "true or false"),
+    "top_logprobs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 20, "an integer in 0..20"),
+    "stop": (lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(x, str) for x in v)), "a string or a list of up to 4 strings"),
+}
+
+
+def validate_sampling(body: dict) -> None:
+    """Sampling options of the wrong type or range are the client's error (400), not the model server's (a 5xx)."""
+    for name, (ok, what) in SAMPLING.items():
+        if body.get(name) is not None and not ok(body[name]):
+            raise GatewayError(400, f"{name} must be {what}", param=name)
+
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_CLIENT_TOOLS = 64
+
+
+def validate_tools(body: dict) -> None:
+    """Client-side tools (OpenAI's ``tools`` and ``tool_choice``). A client tool may not take the
+    name of a server-side expert tool: those run here, so the call would be ambiguous."""
+    from ..tools import tool_names
+
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is None:
+        if choice not in (None, "none", "auto"):
+            raise GatewayError(400, "tool_choice needs client tools in 'tools'", param="tool_choice")
+        return
+    if not isinstance(tools, list) or len(tools) > MAX_CLIENT_TOOLS:
+        raise GatewayError(400, f"tools must be a list of at most {MAX_CLIENT_TOOLS} function tools", param="tools")
+    names: set[str] = set()
+    for k, t in enumerate(tools):
+        where = f"tools[{k}]"
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict):
+            raise GatewayError(400, f"{where} must be {{type: function, function: {{name, description, parameters}}}}", param=where)
+        name = fn.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            raise GatewayError(400, f"{where}.function.name must be 1-64 letters, digits, '_' or '-'", param=f"{where}.function.name")
+        if name in tool_names():
+            raise GatewayError(400, f"{where}: {name!r} is the name of a server-side expert tool of this gateway; give your tool another name", param=f"{where}.function.name", code="tool_name_clash")
+        if name in names:
+            raise GatewayError(400, f"{where}: the tool name {name!r} appears twice", param=f"{where}.function.name")
+        if not isinstance(fn.get("description", ""), str) or not isinstance(fn.get("parameters", {}), dict):
+            raise GatewayError(400, f"{where}.function: description must be a string and parameters a JSON schema object", param=f"{where}.function")
+        names.add(name)
+    if choice is not None and choice not in ("none", "auto", "required"):
+        fn = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+        chosen = fn.get("name") if isinstance(fn, dict) else None
+        if chosen not in names:
+            raise GatewayError(400, "tool_choice must be none, auto, required or {type: function, function: {name}} naming one of the request's tools", param="tool_choice")
+
+
+def client_tools(body: dict) -> list[dict]:
+    """The client's tools the model is offered (none when tool_choice is "none")."""
+    return [] if body.get("tool_choice") == "none" else list(body.get("tools") or [])
 
 
 class Gateway:
@@ -231,6 +311,8 @@ class Gateway:
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
 
+        from .openapi import chat_operation, health_operation, models_operation
+
         app = FastAPI(title="deemo-llama gateway", version="1")
 
         @app.exception_handler(GatewayError)
@@ -245,19 +327,19 @@ class Gateway:
         async def _nf(request: Request, _e):
             return _error_response(GatewayError(404, f"no route {request.url.path}", "not_found_error"))
 
-        @app.get("/health")
+        @app.get("/health", openapi_extra=health_operation())
         async def health():
             ok = self.backend_state.status == "ready"
             body = {"status": "ok" if ok else "unavailable", "backend": self.backend_state.to_dict(), "admission": {"media": self.media_slots.state(), "model": self.model_slots.state()}}
             return JSONResponse(body, status_code=200 if ok else 503)
 
-        @app.get("/v1/models")
+        @app.get("/v1/models", openapi_extra=models_operation())
         async def models(request: Request):
             self._auth(request)
             now = int(time.time())
             return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "deemo-llama"} for m in self.settings.models]}
 
-        @app.post("/v1/chat/completions")
+        @app.post("/v1/chat/completions", openapi_extra=chat_operation(self.settings.models, self.settings.max_tokens_limit, EXPERT_PROFILES))
         async def chat(request: Request):
             self._auth(request)
             body = validate_request(await self._read_json(request), self.settings)
@@ -418,25 +500,29 @@ class Gateway:
         from ..tools.loop import tool_loop
         from .backend import openai_transport
 
-        kwargs = {k: v for k, v in body.items() if k in FORWARDED}
+        kwargs = {k: v for k, v in body.items() if k in FORWARDED and v is not None}  # null: the default
         kwargs.setdefault("temperature", 0.0)  # greedy unless asked otherwise, as the CLI (vLLM's default samples)
         extra: dict = {}
         structured = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
-        if not structured and not any(k in body for k in ("frequency_penalty", "presence_penalty")):
+        offered = client_tools(body)
+        # the repetition penalties are for the reasoning prose (as the CLI decodes it); JSON, whether an
+        # answer schema or a client tool's arguments, repeats its quotes and braces by design
+        if not structured and not offered and not any(body.get(k) is not None for k in ("frequency_penalty", "presence_penalty")):
             kwargs |= self.settings.penalties  # the CLI decodes with the same (penalties.DEFAULT_PENALTIES)
         session = self._session(body, prepared)
         messages = prepared.messages
         prefix = lead = ""
         # the answer opens "Emotion: <label>. Reasoning: ..." unless the client asked for structured
-        # output (vLLM constrains the whole answer to the schema; the label is in the deemo field)
-        if prepared.label is not None and session is None and not structured:
+        # output (vLLM constrains the whole answer to the schema; the label is in the deemo field) or
+        # offers its own tools (the model may call one instead of answering)
+        if prepared.label is not None and session is None and not structured and not offered:
             prefix, lead = answer_prefix(prepared.label), reasoning_lead(prepared.evidence)
             messages = [*messages, {"role": "assistant", "content": forced_answer(prepared.label, lead)}]
             extra |= {"continue_final_message": True, "add_generation_prompt": False}
         if extra:
             kwargs["extra_body"] = extra
-        transport = openai_transport(self.backend, body["model"], stream, **kwargs)
-        return prefix, lead, tool_loop(transport, messages, session, self.settings.max_tool_rounds if session else 0)
+        transport = openai_transport(self.backend, body["model"], stream, tool_choice=body.get("tool_choice") if offered else None, **kwargs)
+        return prefix, lead, tool_loop(transport, messages, session, self.settings.max_tool_rounds if session else 0, offered)
 
     def _extension(self, body: dict, prepared: Prepared) -> dict:
         ext = prepared.extension(body)
@@ -462,7 +548,10 @@ class Gateway:
             if prepared.fusion:  # as `deemo analyze`: the cues that drove the fused label
                 content += " " + prepared.fusion["sentence"]
         out = dict(turn.raw or {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": body["model"], "choices": [{"index": 0, "finish_reason": turn.finish_reason or "stop"}]})
-        out["choices"] = [{**out["choices"][0], "message": {**((out["choices"][0].get("message")) or {"role": "assistant"}), "content": content}}]
+        message = {"role": "assistant", "content": content}
+        if final.client_calls:  # the client runs these and sends the results back
+            message["tool_calls"] = final.messages[-1]["tool_calls"]
+        out["choices"] = [{**out["choices"][0], "message": message, "finish_reason": "tool_calls" if final.client_calls else (turn.finish_reason or "stop")}]
         if final.usage:
             out["usage"] = final.usage
         out["deemo"] = {**self._extension(body, prepared), "tool_trace": [s.to_dict() for s in final.steps]}
@@ -500,6 +589,9 @@ class Gateway:
                     yield chunk(deemo={"tool_step": ev.step.to_dict()})
                 elif ev.kind == "final":
                     finish = ev.turn.finish_reason or "stop"
+                    if ev.client_calls:  # the client runs these and sends the results back
+                        finish = "tool_calls"
+                        yield chunk({"tool_calls": [{"index": k, **c} for k, c in enumerate(ev.messages[-1]["tool_calls"])]})
                     if ev.usage:
                         yield chunk(deemo={"usage": ev.usage})
             if flt and flt.done:  # a repeated sentence: stop generating (closing the stream aborts it)

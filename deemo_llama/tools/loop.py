@@ -17,6 +17,13 @@ calls). ``serving.backend.openai_transport`` talks to vLLM (or any OpenAI-compat
 
     async for ev in tool_loop(openai_transport(client, "deemo", stream=True), messages, session):
         ...  # ev.kind: "delta" (ev.text), "step" (ev.step), then one "final"
+
+Client-side tools (OpenAI's ``tools`` in an API request) are offered beside the server's experts in
+every round. The client runs them, so a turn that calls one ends the loop: the final event carries
+those calls (``client_calls``) and the API answers ``finish_reason: "tool_calls"``. Rules: a client
+tool may not take a server tool's name (the gateway answers 400); in a turn that calls both kinds, the
+server calls are not run (steps with status ``skipped``) and the model may repeat them in the next
+request, once the client has sent its results back.
 """
 
 from __future__ import annotations
@@ -165,6 +172,7 @@ class LoopEvent:
     steps: list[ToolStep] = field(default_factory=list)  # final: every executed step
     usage: dict | None = None  # final: usage summed over all rounds (None if no round reported usage)
     rounds: int = 0  # final: how many rounds ran tool calls
+    client_calls: list[dict] = field(default_factory=list)  # final: calls of client tools, for the client to run
 
 
 def new_call_id() -> str:
@@ -206,21 +214,26 @@ async def _one_turn(transport: Transport, messages: list[dict], tools: list[dict
     yield turn
 
 
-async def tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3) -> AsyncIterator[LoopEvent]:
+async def tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3, client_tools: Sequence[dict] | None = None) -> AsyncIterator[LoopEvent]:
     """Generate; while the turn holds tool calls (and rounds remain), run them and generate again.
 
-    ``session`` None or ``max_rounds`` 0 -> one plain turn (no tools offered). Tool calls run via
-    ``session.call`` in a worker thread, in order; ToolCallError propagates (the gateway answers 422).
-    After ``max_rounds`` rounds of calls the model is asked once more with ``tools=None``, so the loop
-    always ends with a plain answer. Yields "delta" events as the transport streams, a "step" event
-    per executed call, and finally one "final" event with the last turn and the whole conversation.
+    ``session`` None or ``max_rounds`` 0 -> one plain turn (no server tools offered). Tool calls run
+    via ``session.call`` in a worker thread, in order; ToolCallError propagates (the gateway answers
+    422). After ``max_rounds`` rounds of calls the model is asked once more without the server tools,
+    so the loop always ends with a plain answer or, when ``client_tools`` (OpenAI tool specs) are
+    offered, with calls of those for the client to run (``final.client_calls``). Yields "delta" events
+    as the transport streams, a "step" event per executed call, and finally one "final" event with
+    the last turn and the whole conversation.
     """
     messages = list(messages)
+    client_tools = list(client_tools or [])
+    client_names = {t["function"]["name"] for t in client_tools}
     steps: list[ToolStep] = []
     usage: dict | None = None
     rounds = max_rounds if session is not None else 0
     for round_ in range(rounds + 1):
-        tools = (session.specs() or None) if round_ < rounds else None
+        server = (session.specs() or []) if round_ < rounds else []
+        tools = (server + client_tools) or None
         turn: AssistantTurn | None = None
         async for item in _one_turn(transport, messages, tools):
             if isinstance(item, AssistantTurn):
@@ -229,7 +242,17 @@ async def tool_loop(transport: Transport, messages: Sequence[dict], session: Too
                 yield LoopEvent("delta", text=item)
         assert turn is not None
         usage = _add_usage(usage, turn.usage)
-        if not tools or not turn.tool_calls:
+        for_client = [c for c in turn.tool_calls if c["name"] in client_names]
+        if for_client:  # the client runs these; server calls beside them wait for the next request
+            for c in turn.tool_calls:
+                if c["name"] not in client_names:
+                    step = ToolStep(c.get("id") or new_call_id(), c["name"], {}, "skipped", f"{c['name']} was not run: the same turn called a client tool, so it went back to the client.", 0.0)
+                    steps.append(step)
+                    yield LoopEvent("step", step=step)
+            final = messages + [{"role": "assistant", "content": turn.content, "tool_calls": [_call_message(c) for c in for_client]}]
+            yield LoopEvent("final", turn=turn, messages=final, steps=steps, usage=usage, rounds=round_, client_calls=for_client)
+            return
+        if not server or not turn.tool_calls:
             # a call the model makes anyway when none was offered is dropped: the answer is its text
             final = messages + [{"role": "assistant", "content": turn.content}]
             yield LoopEvent("final", turn=turn, messages=final, steps=steps, usage=usage, rounds=round_)
@@ -241,18 +264,23 @@ async def tool_loop(transport: Transport, messages: Sequence[dict], session: Too
             done.append(step)
             steps.append(step)
             yield LoopEvent("step", step=step)
-        messages.append({"role": "assistant", "content": turn.content, "tool_calls": [{"id": s.id, "type": "function", "function": {"name": s.name, "arguments": json.dumps(s.arguments)}} for s in done]})
+        messages.append({"role": "assistant", "content": turn.content, "tool_calls": [_call_message({"id": s.id, "name": s.name, "arguments": json.dumps(s.arguments)}) for s in done]})
         messages += [s.message() for s in done]
-    raise AssertionError("unreachable")  # the last round offers no tools and returns
+    raise AssertionError("unreachable")  # the last round offers no server tools and returns
 
 
-def run_tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3) -> LoopEvent:
+def _call_message(call: dict) -> dict:
+    """A loop call ({"id", "name", "arguments"}) in OpenAI's ``tool_calls`` shape."""
+    return {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+
+
+def run_tool_loop(transport: Transport, messages: Sequence[dict], session: ToolSession | None, max_rounds: int = 3, client_tools: Sequence[dict] | None = None) -> LoopEvent:
     """:func:`tool_loop` run to its end with ``asyncio.run`` (not from inside a running event loop);
     returns the final event."""
 
     async def _run() -> LoopEvent:
         final = None
-        async for ev in tool_loop(transport, messages, session, max_rounds):
+        async for ev in tool_loop(transport, messages, session, max_rounds, client_tools):
             if ev.kind == "final":
                 final = ev
         assert final is not None

@@ -23,6 +23,7 @@ one label scorer, scoring.HFLabelScorer) run every ``logging.eval_every_steps`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -148,6 +149,16 @@ def _order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
     the same batches."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 1009 + epoch)
     return torch.randperm(n, generator=g).tolist()
+
+
+def _shard(order: list[int], rank: int, world: int) -> list[int]:
+    """This process's share of an epoch's order under data parallelism: every ``world``-th item from
+    ``rank``, the order padded with its own head to a multiple of ``world`` (as torch's
+    DistributedSampler pads), so every process runs the same number of batches."""
+    if world <= 1:
+        return order
+    padded = order + order[: (-len(order)) % world]
+    return padded[rank::world]
 
 
 # -- validation ---------------------------------------------------------------------------------------
@@ -380,7 +391,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
             state["stages"].append({"stage": stage.name, "steps": 0, "skipped": reason})
             state.update(stage_index=si + 1, step=0, epoch=0, batch_pos=0)
             continue
-        per_epoch = math.ceil(len(pool) / recipe.batch_size)
+        per_epoch = math.ceil(math.ceil(len(pool) / accelerator.num_processes) / recipe.batch_size)  # batches per process
         steps_per_epoch = math.ceil(per_epoch / recipe.grad_accum)
         total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, stage.lr_lambda(total))
@@ -398,7 +409,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         bar = tqdm(total=total, initial=state["step"], desc=f"stage {si + 1}/{len(recipe.stages)} {stage.name}", disable=not accelerator.is_main_process)
         t_stage = time.perf_counter()
         while state["step"] < total:
-            order = _order(len(pool), recipe.seed, si, state["epoch"])
+            order = _shard(_order(len(pool), recipe.seed, si, state["epoch"]), accelerator.process_index, accelerator.num_processes)
             n_batches = math.ceil(len(order) / recipe.batch_size)
             for bi in range(state["batch_pos"], n_batches):
                 idx = [pool[j] for j in order[bi * recipe.batch_size : (bi + 1) * recipe.batch_size]]
@@ -410,8 +421,12 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 else:
                     dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
                     with out_of_fold(model, fold_copies, folds, idx, batch, inputs.media), zero_modalities(model, dropped):
-                        loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
-                accelerator.backward(loss / recipe.grad_accum)
+                        # gradients are all-reduced across processes only on the step's last micro-batch
+                        with contextlib.nullcontext() if stepping else accelerator.no_sync(wrapped):
+                            loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
+                            accelerator.backward(loss / recipe.grad_accum)
+                if stage.name == "anchor":
+                    accelerator.backward(loss / recipe.grad_accum)
                 if stage.name == "anchor" and stepping and accelerator.num_processes > 1:
                     for p in params:
                         if p.grad is not None:
@@ -477,10 +492,11 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     model = accelerator.unwrap_model(model)
     model.eval()
     if accelerator.is_main_process:
-        save_checkpoint(model.to("cpu"), processor, out)
+        save_checkpoint(model if recipe.model.quantization != "none" else model.to("cpu"), processor, out)  # bitsandbytes weights stay on their GPU
         summary = {"steps": state["global_step"], "examples": len(examples), "validation_examples": len(val_examples), "stages": state["stages"],
-                   "last_loss": next((s["last_loss"] for s in reversed(state["stages"]) if "last_loss" in s), None), "samples": state["samples"], "train_seconds": round(state["train_seconds"], 2),
-                   "samples_per_s": round(state["samples"] / max(1e-9, state["train_seconds"]), 3), "tokens_per_s": round(state.get("tokens", 0) / max(1e-9, state["train_seconds"]), 1),
+                   "last_loss": next((s["last_loss"] for s in reversed(state["stages"]) if "last_loss" in s), None), "processes": accelerator.num_processes,
+                   "samples": state["samples"] * accelerator.num_processes, "train_seconds": round(state["train_seconds"], 2),  # every process runs as many (padded shards)
+                   "samples_per_s": round(state["samples"] * accelerator.num_processes / max(1e-9, state["train_seconds"]), 3), "tokens_per_s": round(state.get("tokens", 0) / max(1e-9, state["train_seconds"]), 1),
                    "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None, "wall_seconds": round(time.perf_counter() - t_start, 1),
                    "feature_cache": {"enabled": features.enabled, "hits": features.hits, "misses": features.misses},
                    "data": {"train": str(train_file), "validation": str(val_file) if val_file else None}, "device": str(accelerator.device), "resumed": resume}
