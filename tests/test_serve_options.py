@@ -22,6 +22,7 @@ def test_vllm_command_resolves_auto_and_enables_lora_only_with_adapters(tmp_path
     import deemo_llama.serving.vllm_server as vs
 
     monkeypatch.setattr(vs, "fast_dtype", lambda: "bfloat16")
+    monkeypatch.setattr(vs, "vllm_python", lambda: tmp_path / "python")  # the unit stage runs before .venv-vllm exists
     plain = vllm_command(tmp_path, VllmOptions())
     assert _arg(plain, "--dtype") == "bfloat16" and "--enable-lora" not in plain
     exact = vllm_command(tmp_path, VllmOptions(dtype="float32", lora_modules={"a": str(tmp_path)}))
