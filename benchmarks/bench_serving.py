@@ -48,13 +48,18 @@ def _rss_tree(pid: int) -> float:
     return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**30
 
 
-def vllm_level(client, c: int, n: int, new_tokens: int) -> dict:
+def vllm_level(client, c: int, n: int, new_tokens: int, raw: list[str] | None = None) -> dict:
+    """``raw``: the same rendered prompt texts for every engine, through /v1/completions (no chat
+    template: the engines' own speed on identical tokens)."""
     def one(i):
         t0 = time.perf_counter()
         ttft, tokens = None, 0
-        stream = client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], max_tokens=new_tokens, temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        if raw is not None:
+            stream = client.completions.create(model="deemo", prompt=raw[i % len(raw)], max_tokens=new_tokens, temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        else:
+            stream = client.chat.completions.create(model="deemo", messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], max_tokens=new_tokens, temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
         for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content and ttft is None:
+            if chunk.choices and (chunk.choices[0].text if raw is not None else chunk.choices[0].delta.content) and ttft is None:
                 ttft = time.perf_counter() - t0
             if chunk.usage:
                 tokens = chunk.usage.completion_tokens
@@ -113,6 +118,7 @@ def main() -> None:
     ap.add_argument("--levels", default="1,16")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="every engine (auto: as `deemo serve`)")
     ap.add_argument("--hf", action="store_true", help="also transformers generate (batched), in the same dtype")
+    ap.add_argument("--same-prompt", action="store_true", help="send both engines the same rendered prompt text through /v1/completions (the bare LLM's chat template), so the comparison is the engines' alone")
     args = ap.parse_args()
     quiet()
     import psutil
@@ -132,13 +138,20 @@ def main() -> None:
     ckpt = default_checkpoint()
     res: dict[str, dict[int, dict]] = {}
     engines = {"served default": (merged_for_serving(ckpt), True), "bare LLM": (asset_dir("llm"), False)}
+    raw = None
+    if args.same_prompt:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(asset_dir("llm"))
+        raw = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False) for q in PROMPTS]
+        rows.append(("prompts", "the same rendered text for both engines, /v1/completions"))
     for name, (path, ours) in engines.items():
         t = time.perf_counter()
         with VllmServer(path, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=dtype, multimodal=ours)) as srv:
             rows.append((f"{name}: vLLM start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
             direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
-            vllm_level(direct, 1, 2, 8)  # warm-up
-            res[name] = {c: vllm_level(direct, c, _requests(c), args.new_tokens) for c in levels}
+            vllm_level(direct, 1, 2, 8, raw)  # warm-up
+            res[name] = {c: vllm_level(direct, c, _requests(c), args.new_tokens, raw) for c in levels}
             rows.append((f"{name}: vLLM memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
             if ours:
                 gw = Gateway(GatewaySettings(backend_url=srv.url))
