@@ -71,45 +71,30 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"{path}: file is empty (0 bytes)")
 
 
-def _wav_channels(path: Path) -> int | None:
-    """The channel count a RIFF/WAVE header declares (FFmpeg reports 0 for counts it refuses)."""
-    import struct
-
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        for _ in range(64):
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, clen = struct.unpack("<4sI", chunk)
-            if cid == b"fmt ":
-                fmt = f.read(4)
-                return struct.unpack("<HH", fmt)[1] if len(fmt) == 4 else None
-            f.seek(clen + (clen & 1), 1)
-    return None
-
-
-def _wav_truncated(path: Path) -> str | None:
-    """A RIFF/WAVE file whose data chunk claims more bytes than the file holds (FFmpeg reads the rest silently)."""
+def _wav_header(path: Path) -> tuple[int | None, str | None]:
+    """(channels the fmt chunk declares, why the file is truncated or None) of a RIFF/WAVE file;
+    (None, None) for anything else. FFmpeg reports 0 channels for counts it refuses and reads past a
+    data chunk that claims more bytes than the file holds as silence, so both are read here."""
     import struct
 
     size = path.stat().st_size
+    channels = None
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
+            return None, None
         pos = 12
         while pos + 8 <= size:
             f.seek(pos)
             cid, clen = struct.unpack("<4sI", f.read(8))
+            if cid == b"fmt " and len(fmt := f.read(4)) == 4:
+                channels = struct.unpack("<HH", fmt)[1]
             if cid == b"data":
                 if clen in (0, 0xFFFFFFFF):  # streamed WAV: length unknown
-                    return None
-                return f"holds {size - pos - 8} of the {clen} audio bytes its header declares" if pos + 8 + clen > size else None
+                    return channels, None
+                return channels, (f"holds {size - pos - 8} of the {clen} audio bytes its header declares" if pos + 8 + clen > size else None)
             pos += 8 + clen + (clen & 1)
-    return None
+    return channels, None
 
 
 def stream_duration(stream, container) -> float | None:
@@ -277,10 +262,12 @@ def open_media(path: Path, max_seconds: float):
         reason = getattr(e, "strerror", None) or str(e)
         raise MediaError(f"{path}: not a readable media file ({reason})") from None
     with container:
-        if container.format.name == "wav" and (why := _wav_truncated(path)):
-            raise MediaError(f"{path}: audio is truncated (the file {why})")
-        if container.format.name == "wav" and (ch := _wav_channels(path) or 0) > MAX_AUDIO_CHANNELS:
-            raise MediaError(f"{path}: audio has {ch} channels; the limit is {MAX_AUDIO_CHANNELS} (MAX_AUDIO_CHANNELS)")
+        if container.format.name == "wav":
+            channels, why = _wav_header(path)
+            if why:
+                raise MediaError(f"{path}: audio is truncated (the file {why})")
+            if (channels or 0) > MAX_AUDIO_CHANNELS:
+                raise MediaError(f"{path}: audio has {channels} channels; the limit is {MAX_AUDIO_CHANNELS} (MAX_AUDIO_CHANNELS)")
         # Cover art in audio files is a single-frame "video" stream: not a video.
         vstreams = [s for s in container.streams.video if (s.codec_context.width or 0) > 0 and not (s.disposition & av.stream.Disposition.attached_pic)]
         astreams = [s for s in container.streams.audio if (s.codec_context.sample_rate or 0) > 0]

@@ -418,6 +418,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                 stepping = (bi + 1) % recipe.grad_accum == 0 or bi + 1 == n_batches
                 if stage.name == "anchor":  # no LLM pass; outside the wrapped forward, so gradients are averaged by hand below
                     loss = anchor_loss(model, processor, batch, inputs.media, anchors, stage.label_smoothing, stage.word_weight)
+                    accelerator.backward(loss / recipe.grad_accum)
                 else:
                     dropped = modality_dropout(inputs.media, recipe.data.modality_dropout)
                     with out_of_fold(model, fold_copies, folds, idx, batch, inputs.media), zero_modalities(model, dropped):
@@ -425,8 +426,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                         with contextlib.nullcontext() if stepping else accelerator.no_sync(wrapped):
                             loss = wrapped(inputs.input_ids, attention_mask=inputs.attention_mask, labels=inputs.labels, media=inputs.media).loss
                             accelerator.backward(loss / recipe.grad_accum)
-                if stage.name == "anchor":
-                    accelerator.backward(loss / recipe.grad_accum)
                 if stage.name == "anchor" and stepping and accelerator.num_processes > 1:
                     for p in params:
                         if p.grad is not None:
