@@ -2,19 +2,23 @@
 engine's own speed for this backbone), in one run; optionally plain transformers ``generate``; the
 gateway's overhead per request; memory.
 
-    .venv/bin/python benchmarks/bench_serving.py [--new-tokens 64] [--levels 1,16] [--dtype auto] [--hf]
+    .venv/bin/python benchmarks/bench_serving.py [--new-tokens 64] [--levels 1,16] [--rounds 6] [--dtype auto] [--hf] [--same-prompt]
 
 The served default is started exactly as ``deemo serve`` starts it (the fine-tuned default's adapter
 merged, no LoRA machinery, our plugin's model class, ``--dtype auto``); the baseline is the same
 SmolLM2 weights as a plain vLLM Llama. Concurrent streaming requests from threads with the openai
 client; TTFT = first content chunk. Every request generates exactly ``new_tokens`` tokens (vLLM
-``ignore_eos``, HF ``min_new_tokens``), greedy. HF (``--hf``): how comparable open projects serve,
+``ignore_eos``, HF ``min_new_tokens``), greedy. Both engines are up at once and measured in
+alternating turns (``--rounds``, the order flipped each round); the ratio reported is the median of
+the rounds' paired ratios, with its range, because a shared machine's load drifts by more than the
+gap being measured (one run of each, back to back, gave anything from 0.77x to 1.09x). HF (``--hf``): how comparable open projects serve,
 one process calling ``model.generate`` on a left-padded batch of the concurrent requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import statistics
 import threading
@@ -118,12 +122,14 @@ def main() -> None:
     ap.add_argument("--levels", default="1,16")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="every engine (auto: as `deemo serve`)")
     ap.add_argument("--hf", action="store_true", help="also transformers generate (batched), in the same dtype")
+    ap.add_argument("--rounds", type=int, default=6, help="alternating measurement rounds per engine and level (the ratio reported is the median of the rounds' paired ratios)")
     ap.add_argument("--same-prompt", action="store_true", help="send both engines the same rendered prompt text through /v1/completions (the bare LLM's chat template), so the comparison is the engines' alone")
     args = ap.parse_args()
     quiet()
     import psutil
     import uvicorn
     from openai import OpenAI
+    from tqdm.auto import tqdm
 
     from deemo_llama.assets import asset_dir, default_checkpoint
     from deemo_llama.build import load_checkpoint, merged_for_serving
@@ -145,31 +151,44 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(asset_dir("llm"))
         raw = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False) for q in PROMPTS]
         rows.append(("prompts", "the same rendered text for both engines, /v1/completions"))
-    for name, (path, ours) in engines.items():
-        t = time.perf_counter()
-        with VllmServer(path, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=dtype, multimodal=ours)) as srv:
+    # both engines stay up and are measured in alternating turns (A B, then B A, ...), each round giving a
+    # paired ratio: a shared machine's load drifts by more than the difference being measured (two
+    # back-to-back runs of the same engine differed by 30 % at c=16), so one run of each is not a comparison
+    servers, clients = {}, {}
+    with contextlib.ExitStack() as stack:
+        for name, (path, ours) in engines.items():
+            t = time.perf_counter()
+            srv = servers[name] = stack.enter_context(VllmServer(path, VllmOptions(served_name="deemo", port=_port(), kv_cache_gib=2, max_model_len=2048, dtype=dtype, multimodal=ours)))
             rows.append((f"{name}: vLLM start-up (to /v1/models answering)", f"{time.perf_counter() - t:.0f} s"))
-            direct = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
-            vllm_level(direct, 1, 2, 8, raw)  # warm-up
-            res[name] = {c: vllm_level(direct, c, _requests(c), args.new_tokens, raw) for c in levels}
+            clients[name] = OpenAI(base_url=srv.url, api_key="x", timeout=600, max_retries=0)
+            vllm_level(clients[name], 1, 2, 8, raw)  # warm-up
+        runs: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in levels} for name in engines}
+        for r in tqdm(range(args.rounds), desc="rounds (each engine, each level)", unit="round"):
+            for c in levels:
+                for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+                    runs[name][c].append(vllm_level(clients[name], c, _requests(c), args.new_tokens, raw))
+        for name, srv in servers.items():
             rows.append((f"{name}: vLLM memory (RSS, server + engine, 2 GiB KV cache)", f"{_rss_tree(srv.proc.pid):.2f} GiB"))
-            if ours:
-                gw = Gateway(GatewaySettings(backend_url=srv.url))
-                server = uvicorn.Server(uvicorn.Config(gw.app, host="127.0.0.1", port=_port(), log_level="warning"))
-                th = threading.Thread(target=server.run, daemon=True)
-                th.start()
-                while not server.started:
-                    time.sleep(0.05)
-                via = OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="x", timeout=600, max_retries=0)
-                d, g = gateway_overhead(direct, via)
-                rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
-                server.should_exit = True
-                th.join(10)
+        gw = Gateway(GatewaySettings(backend_url=servers["served default"].url))
+        server = uvicorn.Server(uvicorn.Config(gw.app, host="127.0.0.1", port=_port(), log_level="warning"))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.05)
+        via = OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="x", timeout=600, max_retries=0)
+        d, g = gateway_overhead(clients["served default"], via)
+        rows.append(("gateway overhead per text request (median of 8, 1 token)", f"{(g - d) * 1000:.0f} ms ({d * 1000:.0f} ms direct vs {g * 1000:.0f} ms via gateway)"))
+        server.should_exit = True
+        th.join(10)
+    med = statistics.median
     for c in levels:
-        v, b = res["served default"][c], res["bare LLM"][c]
-        rows.append((f"c={c}: tokens/s served default / bare LLM (ratio)", f"{v['tok_s']:.1f} / {b['tok_s']:.1f} ({v['tok_s'] / b['tok_s']:.3f}x)"))
-        rows.append((f"c={c}: median TTFT served default / bare LLM", f"{v['ttft'] * 1000:.0f} / {b['ttft'] * 1000:.0f} ms"))
-        rows.append((f"c={c}: median latency served default / bare LLM", f"{v['latency']:.2f} / {b['latency']:.2f} s"))
+        v, b = runs["served default"][c], runs["bare LLM"][c]
+        ratios = sorted(x["tok_s"] / y["tok_s"] for x, y in zip(v, b))
+        res.setdefault("served default", {})[c] = {"tok_s": med(x["tok_s"] for x in v), "ttft": med(x["ttft"] for x in v)}
+        rows.append((f"c={c}: tokens/s served default / bare LLM (median of {len(v)} rounds)", f"{med(x['tok_s'] for x in v):.1f} / {med(x['tok_s'] for x in b):.1f}"))
+        rows.append((f"c={c}: paired ratio served / bare, median (range) of rounds", f"{med(ratios):.3f}x ({ratios[0]:.3f} to {ratios[-1]:.3f}); {sum(x >= 0.95 for x in ratios)} of {len(ratios)} rounds >= 0.95x"))
+        rows.append((f"c={c}: median TTFT served default / bare LLM", f"{med(x['ttft'] for x in v) * 1000:.0f} / {med(x['ttft'] for x in b) * 1000:.0f} ms"))
+        rows.append((f"c={c}: median latency served default / bare LLM", f"{med(x['latency'] for x in v):.2f} / {med(x['latency'] for x in b):.2f} s"))
     if args.hf:
         model, proc = load_checkpoint(merged_for_serving(ckpt), dtype=getattr(torch, dtype))
         for c in levels:

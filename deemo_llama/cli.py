@@ -219,7 +219,9 @@ def provenance_lines(ckpt: Path) -> list[tuple[str, str]]:
         fused, llm = ho.get("fused", {}), ho.get("llm alone", {})
         out.append(("fuser", f"{len(fuser.features)} features, {len(fuser.labels)} labels, C {fuser.info.get('C')}, {fuser.info.get('rows')} rows of {fuser.info.get('split')}"))
         if fused:
-            out.append(("fuser held out", f"accuracy {fused['accuracy']:.2f} (LLM alone {llm.get('accuracy', float('nan')):.2f}), UAR {fused['uar']:.2f}, macro-F1 {fused['macro_f1']:.2f}"))
+            nested = ho.get("fused, nested")
+            honest = f"; nested (unseen subjects) {nested['accuracy']:.2f}" if nested else ""
+            out.append(("fuser held out", f"accuracy {fused['accuracy']:.2f}{honest} (LLM alone {llm.get('accuracy', float('nan')):.2f}), UAR {fused['uar']:.2f}, macro-F1 {fused['macro_f1']:.2f}"))
     return out
 
 

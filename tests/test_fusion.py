@@ -262,6 +262,7 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     fuser = json.loads((ckpt / "fuser.json").read_text())
     ho = fuser["info"]["held_out"]
     assert ho["fused"]["accuracy"] >= 0.9 and ho["voice only"]["accuracy"] >= 0.9 and ho["llm alone"]["accuracy"] < 0.6, ho
+    assert ho["fused, nested"]["accuracy"] >= 0.85, ho  # the planted cue is found again inside every outer fold (chance 0.33)
     assert "voice.pitch_iqr_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
     cached = (ckpt / "fuser_features.jsonl").read_text()
     assert len(cached.splitlines()) == 48
@@ -269,3 +270,64 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     assert again.returncode == 0 and (ckpt / "fuser_features.jsonl").read_text() == cached and "fuser features" not in again.stderr
     bad = subprocess.run([*cmd[:-2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_reasoning_judges_the_voice_arousal_against_the_label():
+    """The composed reasoning (the training target) says whether the voice's prosody fits the label:
+    fast, wide-ranging speech fits high-arousal labels and not sad or neutral; slow, flat speech fits
+    sad and not angry; a moderate voice gets no verdict; the closing sentence names every fitting cue."""
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import compose_reasoning, voice_arousal
+
+    def ev(iqr, rate, words="I am fine", compound=0.0):
+        return Evidence(profile="fast", clip={}, deid={}, transcript=words, sentiment={"compound": compound},
+                        experts={"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": iqr, "syllable_rate_per_s": rate}}})
+
+    assert voice_arousal({"pitch_iqr_semitones": 5.0, "syllable_rate_per_s": 6.5}) == "high"
+    assert voice_arousal({"pitch_iqr_semitones": 1.0, "syllable_rate_per_s": 3.0}) == "low"
+    assert voice_arousal({"pitch_iqr_semitones": 5.0, "syllable_rate_per_s": 3.0}) is None  # mixed: no reading
+    assert voice_arousal({"pitch_iqr_semitones": 2.5, "syllable_rate_per_s": 4.5}) is None  # moderate
+    assert voice_arousal({}) is None
+
+    lively, flat, moderate = ev(5.0, 6.5), ev(1.0, 3.0), ev(2.5, 4.5)
+    assert "high-arousal voice, which fits angry" in compose_reasoning(lively, "angry")
+    assert "high-arousal voice, which fits surprise" in compose_reasoning(lively, "surprise")
+    assert "high-arousal voice, which does not fit sad" in compose_reasoning(lively, "sad")
+    assert "high-arousal voice, which does not fit neutral" in compose_reasoning(lively, "neutral")
+    assert "low-arousal voice, which fits sad" in compose_reasoning(flat, "sad")
+    assert "low-arousal voice, which does not fit angry" in compose_reasoning(flat, "angry")
+    calm = compose_reasoning(flat, "neutral")  # a calm voice neither confirms nor contradicts neutral
+    assert "low-arousal voice." in calm and "fit" not in calm.split("Their words")[0]
+    assert "arousal" not in compose_reasoning(moderate, "angry")  # nothing to judge
+    # neutral words read neutral (fits neutral, not angry): the voice alone carries angry
+    angry = compose_reasoning(lively, "angry")
+    assert "read neutral, which does not fit angry" in angry and angry.endswith("Their voice points to angry.")
+    both = compose_reasoning(ev(1.0, 3.0, "I lost everything", -0.8), "sad")
+    assert both.endswith("Their voice and their words point to sad."), both
+
+
+def test_nested_estimate_chooses_the_model_without_the_held_out_subjects(monkeypatch):
+    """The fuser's nested score redoes the whole model choice (C, cue groups) inside each outer fold:
+    no choice ever sees the subjects it is then scored on, and on cues that carry nothing the nested
+    accuracy stays near chance."""
+    from deemo_llama.training import fuser as F
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    records = [{"id": str(i), "subject": f"s{i % 10}", "label": labels[rng.integers(3)],
+                "features": {"llm.a": rng.random(), "llm.b": rng.random(), "llm.c": rng.random(), "voice.x": rng.normal(), "face.y": rng.normal(), "body.z": rng.normal()}}
+               for i in range(150)]
+    seen, real = [], F._select
+
+    def spy(recs, labs, C=None):
+        seen.append({r["subject"] for r in recs})
+        return real(recs, labs, C)
+
+    monkeypatch.setattr(F, "_select", spy)
+    pred = F._nested_predictions(records, labels)
+    assert len(seen) == 5 and all(len(s) == 8 for s in seen)  # 5 outer folds, each choosing on 8 of 10 subjects
+    for subjects in seen:  # the subjects each fold predicted are exactly the ones its choice never saw
+        held = {r["subject"] for r, p in zip(records, pred) if r["subject"] not in subjects}
+        assert held and not held & subjects
+    acc = np.mean([p == r["label"] for p, r in zip(pred, records)])
+    assert all(pred) and acc < 0.5, acc  # chance is 1/3: noise cues give nothing once chosen honestly

@@ -5,7 +5,8 @@
          de-identified media) + the experts' estimates from the row's Evidence (computed on the raw
          clip by the builder, as `deemo analyze` computes them)
       -> fuser_features.jsonl (appended per row: a killed run resumes where it stopped)
-      -> regularisation chosen by subject-grouped cross-validation, then one fit on all rows
+      -> regularisation and cue groups chosen by subject-grouped cross-validation, then one fit on all
+         rows; the whole choice is also repeated inside each outer fold (nested) for an honest score
       -> CHECKPOINT/fuser.json with its feature list and held-out (cross-validated) scores
 
 Cue groups (words, voice, face, body, physiology) whose removal raises the cross-validated accuracy
@@ -114,6 +115,56 @@ def held_out_scores(y: Sequence[str], pred: Sequence[str], labels: Sequence[str]
     return {"accuracy": round(float(np.mean(np.array(y) == np.array(pred))), 4), "uar": round(float(uar(y, pred)), 4), "macro_f1": round(float(f1_score(y, pred, labels=list(labels), average="macro", zero_division=0)), 4), "top_label_share": round(share, 4)}
 
 
+def _select(records: Sequence[dict], labels: Sequence[str], C: float | None = None) -> tuple[float, dict, set[str], dict]:
+    """The fuser's model choice on ``records``: (C, {C: accuracy}, cue groups kept, groups dropped).
+
+    C by subject-grouped cross-validation (unless given); then backward elimination of cue groups
+    (the LLM's scores always stay): a group whose removal raises the cross-validated accuracy by more
+    than half a point is dropped, one at a time, and C is chosen again for what is left."""
+    y = [r["label"] for r in records]
+    subjects = [str(r["subject"]) for r in records]
+    fixed = C is not None
+    C, grid = (C, {}) if fixed else choose_c([r["features"] for r in records], y, subjects, labels)
+
+    def acc(keep_groups) -> float:
+        keep = lambda f: f.split(".", 1)[0] in keep_groups  # noqa: E731
+        return held_out_scores(y, _cv_predictions(records, labels, C, keep), labels)["accuracy"]
+
+    kept, dropped = {k.split(".", 1)[0] for r in records for k in r["features"]}, {}
+    while True:
+        base = acc(kept)
+        trials = {g: acc(kept - {g}) for g in sorted(kept - {"llm"})}
+        best = max(trials, key=trials.get, default=None)
+        if best is None or trials[best] <= base + 0.005:
+            break
+        kept.discard(best)
+        dropped[best] = {"accuracy_with": base, "accuracy_without": trials[best]}
+    if dropped and not fixed:
+        C, grid = choose_c([{k: v for k, v in r["features"].items() if k.split(".", 1)[0] in kept} for r in records], y, subjects, labels)
+    return C, grid, kept, dropped
+
+
+def _nested_predictions(records: Sequence[dict], labels: Sequence[str], C: float | None = None) -> list[str]:
+    """Out-of-fold predictions where each outer fold's model choice (:func:`_select`) saw only that
+    fold's training subjects: what the procedure does for subjects it never saw."""
+    from sklearn.model_selection import GroupKFold
+
+    y = np.array([r["label"] for r in records])
+    groups = np.array([str(r["subject"]) for r in records])
+    pred = [""] * len(records)
+    for tr, te in GroupKFold(n_splits=min(5, len(set(groups)))).split(np.zeros(len(y)), y, groups):
+        inner = [records[i] for i in tr]
+        if len({r["subject"] for r in inner}) < 2 or len(set(y[tr])) < 2:
+            continue
+        c, _, kept, _ = _select(inner, labels, C)
+        keep = lambda f: f.split(".", 1)[0] in kept  # noqa: E731
+        f = fit([{k: v for k, v in r["features"].items() if keep(k)} for r in inner], y[tr], labels, c)
+        for i in te:
+            p = f.predict({k: v for k, v in records[i]["features"].items() if keep(k)})
+            pred[i] = max(p, key=p.get)
+    return pred
+
+
 def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validation", C: float | None = None, out: str | Path | None = None, progress: bool = True, feature_cache: str | Path | None = None) -> tuple[Fuser, Path]:
     """Fit and save the fuser for ``checkpoint`` on ``data``'s ``split`` (comma-separated splits: their
     rows together); returns (fuser, path)."""
@@ -131,32 +182,14 @@ def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validati
     labels = list(next(iter(label_sets)))
     y = [r["label"] for r in records]
     subjects = [str(r["subject"]) for r in records]
+    fixed = C is not None
     if len(set(subjects)) < 2:
         raise DeemoError(f"{path}: the rows come from one subject; subject-grouped validation needs at least two")
     groups = sorted({k.split(".", 1)[0] for r in records for k in r["features"]})
-    fixed_c = C
-    C, grid = (fixed_c, {}) if fixed_c is not None else choose_c([r["features"] for r in records], y, subjects, labels)
-
-    def acc(keep_groups) -> float:
-        keep = lambda f: f.split(".", 1)[0] in keep_groups  # noqa: E731
-        return held_out_scores(y, _cv_predictions(records, labels, C, keep), labels)["accuracy"]
-
-    # backward elimination of cue groups (the LLM's scores always stay): a group whose removal raises
-    # the cross-validated accuracy by more than half a point is dropped, one at a time
-    kept, dropped = set(groups), {}
-    while True:
-        base = acc(kept)
-        trials = {g: acc(kept - {g}) for g in sorted(kept - {"llm"})}
-        best = max(trials, key=trials.get, default=None)
-        if best is None or trials[best] <= base + 0.005:
-            break
-        kept.discard(best)
-        dropped[best] = {"accuracy_with": base, "accuracy_without": trials[best]}
-    if dropped and fixed_c is None:  # re-choose the regularisation for what is left
-        C, grid = choose_c([{k: v for k, v in r["features"].items() if k.split(".", 1)[0] in kept} for r in records], y, subjects, labels)
+    C, grid, kept, dropped = _select(records, labels, C)
     use = lambda f: f.split(".", 1)[0] in kept  # noqa: E731
     llm_alone = [max(labels, key=lambda k: r["features"].get(f"llm.{k}", 0.0)) for r in records]
-    held_out = {"fused": held_out_scores(y, _cv_predictions(records, labels, C, use), labels), "llm alone": held_out_scores(y, llm_alone, labels)}
+    held_out = {"fused": held_out_scores(y, _cv_predictions(records, labels, C, use), labels), "fused, nested": held_out_scores(y, _nested_predictions(records, labels, C if fixed else None), labels), "llm alone": held_out_scores(y, llm_alone, labels)}
     for group in groups:
         if group == "llm":
             continue
@@ -166,7 +199,7 @@ def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validati
     fuser = fit([{k: v for k, v in r["features"].items() if use(k)} for r in records], y, labels, C)
     fuser.info |= {"trained_on": [str(p) for p in paths], "split": split, "subjects": len(set(subjects)), "C_grid": {str(k): v for k, v in grid.items()},
                    "groups": sorted(kept), "dropped_groups": dropped,
-                   "held_out": held_out, "held_out_method": "subject-grouped 5-fold cross-validation on the training rows (each subject's clips held out together); the groups kept were chosen on the same folds, so 'fused' is optimistic: the held-out benchmark is benchmarks/bench_default.py",
+                   "held_out": held_out, "held_out_method": "subject-grouped 5-fold cross-validation on the training rows (each subject's clips held out together). 'fused': the kept groups and C were chosen on the same folds, so it is optimistic; 'fused, nested': the whole choice (C, groups) redone inside each outer fold's training subjects, an honest estimate for subjects the fuser never saw. The held-out benchmark is benchmarks/bench_default.py",
                    "checkpoint": checkpoint.name, "seconds": round(time.perf_counter() - t0, 1)}
     return fuser, fuser.save(out)
 
