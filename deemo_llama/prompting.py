@@ -109,33 +109,6 @@ def _voice_line(env: dict) -> str | None:
     return ", ".join(bits) or None
 
 
-def voice_arousal(est: dict) -> str | None:
-    """"high" or "low" arousal from the voice's prosody, or None (moderate or mixed): pitch variability
-    and speaking rate rise with arousal and fall with it (Banse & Scherer 1996; Juslin & Laukka 2003),
-    with the thresholds :func:`_voice_line` words as "varies a lot"/"fairly flat" and "fast"/"slow".
-    Pitch level and loudness are left out: they are the speaker's and the recording's as much as the
-    emotion's."""
-    iqr, rate = est.get("pitch_iqr_semitones"), est.get("syllable_rate_per_s")
-    votes = ([1 if iqr > 4 else -1 if iqr < 1.5 else 0] if iqr is not None else []) + ([1 if rate > 6.0 else -1 if rate < 3.5 else 0] if rate is not None else [])
-    score = sum(votes)
-    return "high" if score > 0 else "low" if score < 0 else None
-
-
-def _arousal_fits(voice: str | None, label: str) -> bool | None:
-    """Whether a voice's arousal fits ``label``'s place on the circumplex (high >= 0.3, low <= -0.2);
-    None where there is no verdict (no reading, a label without a position, a calm voice and a
-    mid-arousal label such as neutral)."""
-    from .data.labels import position
-
-    pos = position(label)
-    if voice is None or pos is None:
-        return None
-    level = "high" if pos[1] >= 0.3 else "low" if pos[1] <= -0.2 else "mid"
-    if level == "mid":
-        return False if voice == "high" else None
-    return voice == level
-
-
 def _tone(compound: float) -> str:
     """VADER's conventional thresholds (Hutto & Gilbert 2014): >= 0.05 positive, <= -0.05 negative."""
     return "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
@@ -379,11 +352,7 @@ def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotation
             out.append(f"It shows {micro} micro-expression{'s' if micro > 1 else ''}.")
     voice = evidence.experts.get(VOICE) or {}
     if voice.get("status") == "ok" and (line := _voice_line(voice)):
-        arousal = voice_arousal(voice.get("estimates") or {})
-        fits = _arousal_fits(arousal, label)
-        fitting += ["voice"] if fits else []
-        reading = {"high": ": a lively, high-arousal voice", "low": ": a subdued, low-arousal voice"}.get(arousal or "", "")
-        out.append(f"Their voice: {line}{reading}{_fit(fits, label) if reading else ''}.")
+        out.append(f"Their voice: {line}.")
     if evidence.transcript.strip():
         words = evidence.transcript.strip().split()
         quote = " ".join(words[:14]) + (" ..." if len(words) > 14 else "")
@@ -400,9 +369,8 @@ def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotation
             out.append(f"{title}: {line}.")
     out += [_sentence(a) for a in annotations if a.strip()]
     if fitting:
-        names = [f"their {f}" for f in fitting]
-        cues = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        out.append(f"{cues[0].upper()}{cues[1:]} {'points' if len(names) == 1 else 'point'} to {label}.")
+        verb = "points" if fitting == ["face"] else "point"
+        out.append(f"{' and their '.join(fitting).capitalize().replace('Face', 'Their face', 1).replace('Words', 'Their words', 1)} {verb} to {label}.")
     return " ".join(out)
 
 

@@ -272,40 +272,6 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_reasoning_judges_the_voice_arousal_against_the_label():
-    """The composed reasoning (the training target) says whether the voice's prosody fits the label:
-    fast, wide-ranging speech fits high-arousal labels and not sad or neutral; slow, flat speech fits
-    sad and not angry; a moderate voice gets no verdict; the closing sentence names every fitting cue."""
-    from deemo_llama.evidence import Evidence
-    from deemo_llama.prompting import compose_reasoning, voice_arousal
-
-    def ev(iqr, rate, words="I am fine", compound=0.0):
-        return Evidence(profile="fast", clip={}, deid={}, transcript=words, sentiment={"compound": compound},
-                        experts={"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": iqr, "syllable_rate_per_s": rate}}})
-
-    assert voice_arousal({"pitch_iqr_semitones": 5.0, "syllable_rate_per_s": 6.5}) == "high"
-    assert voice_arousal({"pitch_iqr_semitones": 1.0, "syllable_rate_per_s": 3.0}) == "low"
-    assert voice_arousal({"pitch_iqr_semitones": 5.0, "syllable_rate_per_s": 3.0}) is None  # mixed: no reading
-    assert voice_arousal({"pitch_iqr_semitones": 2.5, "syllable_rate_per_s": 4.5}) is None  # moderate
-    assert voice_arousal({}) is None
-
-    lively, flat, moderate = ev(5.0, 6.5), ev(1.0, 3.0), ev(2.5, 4.5)
-    assert "high-arousal voice, which fits angry" in compose_reasoning(lively, "angry")
-    assert "high-arousal voice, which fits surprise" in compose_reasoning(lively, "surprise")
-    assert "high-arousal voice, which does not fit sad" in compose_reasoning(lively, "sad")
-    assert "high-arousal voice, which does not fit neutral" in compose_reasoning(lively, "neutral")
-    assert "low-arousal voice, which fits sad" in compose_reasoning(flat, "sad")
-    assert "low-arousal voice, which does not fit angry" in compose_reasoning(flat, "angry")
-    calm = compose_reasoning(flat, "neutral")  # a calm voice neither confirms nor contradicts neutral
-    assert "low-arousal voice." in calm and "fit" not in calm.split("Their words")[0]
-    assert "arousal" not in compose_reasoning(moderate, "angry")  # nothing to judge
-    # neutral words read neutral (fits neutral, not angry): the voice alone carries angry
-    angry = compose_reasoning(lively, "angry")
-    assert "read neutral, which does not fit angry" in angry and angry.endswith("Their voice points to angry.")
-    both = compose_reasoning(ev(1.0, 3.0, "I lost everything", -0.8), "sad")
-    assert both.endswith("Their voice and their words point to sad."), both
-
-
 def test_nested_estimate_chooses_the_model_without_the_held_out_subjects(monkeypatch):
     """The fuser's nested score redoes the whole model choice (C, cue groups) inside each outer fold:
     no choice ever sees the subjects it is then scored on, and on cues that carry nothing the nested

@@ -34,7 +34,7 @@ from .labels import LabelSet, get_label_set
 from .manifest import SPLITS, ManifestError, ManifestRow, read_manifest
 from .rows import KINDS, REASONING_SOURCES, SCHEMA_VERSION, TEMPLATE_VERSION, make_rows
 
-BUILDER_VERSION = "4"  # 2: rows carry the annotated micro_expressions (spotting evaluation); 3: reasoning from the Evidence by default; 4: the reasoning judges the voice's arousal against the label
+BUILDER_VERSION = "3"  # 2: rows carry the annotated micro_expressions (spotting evaluation); 3: reasoning from the Evidence by default
 RECORD = "record.json"
 
 

@@ -55,22 +55,6 @@ LABEL_SETS: dict[str, LabelSet] = {
 }
 LABEL_SET_NAMES = (*LABEL_SETS, "custom")
 
-# approximate (valence, arousal) on [-1, 1] (Russell 1980's circumplex, rounded)
-CIRCUMPLEX = {
-    "happy": (0.8, 0.5), "sad": (-0.7, -0.4), "angry": (-0.6, 0.7), "fear": (-0.6, 0.6), "worried": (-0.5, 0.3),
-    "surprise": (0.3, 0.8), "neutral": (0.0, 0.0), "disgust": (-0.7, 0.3), "contempt": (-0.5, 0.2), "anxiety": (-0.5, 0.5),
-    "helplessness": (-0.6, -0.3), "disappointment": (-0.6, -0.3), "repression": (-0.3, -0.2), "others": (0.0, 0.0),
-}
-
-
-def position(label: str, label_set: LabelSet | None = None) -> tuple[float, float] | None:
-    """(valence, arousal) of ``label`` on the circumplex (via the set's synonyms), or None."""
-    for key in (label, label_set.normalise(label) if label_set is not None else None):
-        if key in CIRCUMPLEX:
-            return CIRCUMPLEX[key]
-    basic = {"happiness": "happy", "sadness": "sad", "anger": "angry"}.get(label)
-    return CIRCUMPLEX.get(basic) if basic else None
-
 
 def get_label_set(name: str, labels: Sequence[str] | None = None) -> LabelSet:
     """A named set, or ``custom`` with ``labels`` (lower-cased, unique, at least two)."""

@@ -17,11 +17,24 @@ from typing import Sequence
 import numpy as np
 
 from ... import metrics as M
-from ...data.labels import CIRCUMPLEX, position  # noqa: F401  (CIRCUMPLEX: re-exported)
 from .base import label_set_of
 from .recognition import RecognitionTask
 
+# approximate (valence, arousal) on [-1, 1] (Russell 1980's circumplex, rounded)
+CIRCUMPLEX = {
+    "happy": (0.8, 0.5), "sad": (-0.7, -0.4), "angry": (-0.6, 0.7), "fear": (-0.6, 0.6), "worried": (-0.5, 0.3),
+    "surprise": (0.3, 0.8), "neutral": (0.0, 0.0), "disgust": (-0.7, 0.3), "contempt": (-0.5, 0.2), "anxiety": (-0.5, 0.5),
+    "helplessness": (-0.6, -0.3), "disappointment": (-0.6, -0.3), "repression": (-0.3, -0.2), "others": (0.0, 0.0),
+}
 SCALES = {"mer": (-5.0, 5.0), "deap": (1.0, 9.0), "dreamer": (1.0, 5.0)}
+
+
+def position(label: str, label_set) -> tuple[float, float] | None:
+    for key in (label, label_set.normalise(label)):
+        if key in CIRCUMPLEX:
+            return CIRCUMPLEX[key]
+    basic = {"happiness": "happy", "sadness": "sad", "anger": "angry"}.get(label)
+    return CIRCUMPLEX.get(basic) if basic else None
 
 
 def scale_of(values: Sequence[float]) -> str:
