@@ -7,8 +7,8 @@ answers (`deemo serve`'s default dtype: bf16 where the hardware has it) are from
 
 Without --data, a small synthetic test split is built by our own pipeline (`deemo data synth`, then
 `deemo data build --experts none`). In process runs the Evidence pipeline on each row's
-de-identified media (`--pipeline-evidence`), as the server does, so both sides do the same work. `deemo serve --no-ui` starts vLLM and the gateway (needs
-.venv-vllm: `bash scripts/setup-vllm.sh`). Each item runs the whole Evidence pipeline (de-identify,
+de-identified media (`--pipeline-evidence`), as the server does, so both sides do the same work.
+`deemo serve --no-ui` starts vLLM and the gateway (needs .venv-vllm: `bash scripts/setup-vllm.sh`). Each item runs the whole Evidence pipeline (de-identify,
 transcribe, the fast experts) and the label scorer and reasoning, on 2 cores the CPU-bound part.
 """
 
@@ -43,10 +43,9 @@ def _agreement(a: Path, b: Path) -> dict:
     margin between its top two labels there) and the largest / median gap of any label's score."""
     import statistics
 
-    def load(d):
-        return {r["id"]: r["prediction"] for r in map(json.loads, (d / "results.jsonl").read_text().splitlines())}
+    from deemo_llama.evaluation.runner import records_of
 
-    pa, pb = load(a), load(b)
+    pa, pb = ({r["id"]: r["prediction"] for r in records_of(d)[2]} for d in (a, b))
     gaps, differ = [], {}
     for i in pa.keys() & pb.keys():
         sa, sb = pa[i].get("scores") or {}, pb[i].get("scores") or {}

@@ -11,8 +11,9 @@ client; TTFT = first content chunk. Every request generates exactly ``new_tokens
 ``ignore_eos``, HF ``min_new_tokens``), greedy. Both engines are up at once and measured in
 alternating turns (``--rounds``, the order flipped each round); the ratio reported is the median of
 the rounds' paired ratios, with its range, because a shared machine's load drifts by more than the
-gap being measured (one run of each, back to back, gave anything from 0.77x to 1.09x). HF (``--hf``): how comparable open projects serve,
-one process calling ``model.generate`` on a left-padded batch of the concurrent requests.
+gap being measured (one run of each, back to back, gave anything from 0.77x to 1.09x).
+HF (``--hf``): how comparable open projects serve, one process calling ``model.generate`` on a
+left-padded batch of the concurrent requests.
 """
 
 from __future__ import annotations

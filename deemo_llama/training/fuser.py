@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -90,6 +90,11 @@ def collect(checkpoint: str | Path, rows_paths: Sequence[Path], cache: Path, pro
     return out
 
 
+def _in_groups(groups) -> Callable[[str], bool]:
+    """Feature name -> whether its cue group (the part before the first dot) is in ``groups``."""
+    return lambda f: f.split(".", 1)[0] in groups
+
+
 def _cv_predictions(records: Sequence[dict], labels: Sequence[str], C: float, keep=lambda f: True) -> list[str]:
     """Subject-grouped 5-fold out-of-fold predictions with the features ``keep`` selects."""
     from sklearn.model_selection import GroupKFold
@@ -115,6 +120,13 @@ def held_out_scores(y: Sequence[str], pred: Sequence[str], labels: Sequence[str]
     return {"accuracy": round(float(np.mean(np.array(y) == np.array(pred))), 4), "uar": round(float(uar(y, pred)), 4), "macro_f1": round(float(f1_score(y, pred, labels=list(labels), average="macro", zero_division=0)), 4), "top_label_share": round(share, 4)}
 
 
+def _scores_where_predicted(y: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict | None:
+    """:func:`held_out_scores` on the rows that got a prediction (a nested fold whose training part
+    has one subject or one label predicts nothing), with how many that was; None if none did."""
+    got = [i for i, p in enumerate(pred) if p]
+    return held_out_scores([y[i] for i in got], [pred[i] for i in got], labels) | {"rows": len(got)} if got else None
+
+
 def _select(records: Sequence[dict], labels: Sequence[str], C: float | None = None) -> tuple[float, dict, set[str], dict]:
     """The fuser's model choice on ``records``: (C, {C: accuracy}, cue groups kept, groups dropped).
 
@@ -127,8 +139,7 @@ def _select(records: Sequence[dict], labels: Sequence[str], C: float | None = No
     C, grid = (C, {}) if fixed else choose_c([r["features"] for r in records], y, subjects, labels)
 
     def acc(keep_groups) -> float:
-        keep = lambda f: f.split(".", 1)[0] in keep_groups  # noqa: E731
-        return held_out_scores(y, _cv_predictions(records, labels, C, keep), labels)["accuracy"]
+        return held_out_scores(y, _cv_predictions(records, labels, C, _in_groups(keep_groups)), labels)["accuracy"]
 
     kept, dropped = {k.split(".", 1)[0] for r in records for k in r["features"]}, {}
     while True:
@@ -140,13 +151,14 @@ def _select(records: Sequence[dict], labels: Sequence[str], C: float | None = No
         kept.discard(best)
         dropped[best] = {"accuracy_with": base, "accuracy_without": trials[best]}
     if dropped and not fixed:
-        C, grid = choose_c([{k: v for k, v in r["features"].items() if k.split(".", 1)[0] in kept} for r in records], y, subjects, labels)
+        C, grid = choose_c([{k: v for k, v in r["features"].items() if _in_groups(kept)(k)} for r in records], y, subjects, labels)
     return C, grid, kept, dropped
 
 
 def _nested_predictions(records: Sequence[dict], labels: Sequence[str], C: float | None = None) -> list[str]:
     """Out-of-fold predictions where each outer fold's model choice (:func:`_select`) saw only that
-    fold's training subjects: what the procedure does for subjects it never saw."""
+    fold's training subjects: what the procedure does for subjects it never saw ("" where a fold's
+    training part cannot be fitted)."""
     from sklearn.model_selection import GroupKFold
 
     y = np.array([r["label"] for r in records])
@@ -157,7 +169,7 @@ def _nested_predictions(records: Sequence[dict], labels: Sequence[str], C: float
         if len({r["subject"] for r in inner}) < 2 or len(set(y[tr])) < 2:
             continue
         c, _, kept, _ = _select(inner, labels, C)
-        keep = lambda f: f.split(".", 1)[0] in kept  # noqa: E731
+        keep = _in_groups(kept)
         f = fit([{k: v for k, v in r["features"].items() if keep(k)} for r in inner], y[tr], labels, c)
         for i in te:
             p = f.predict({k: v for k, v in records[i]["features"].items() if keep(k)})
@@ -182,14 +194,15 @@ def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validati
     labels = list(next(iter(label_sets)))
     y = [r["label"] for r in records]
     subjects = [str(r["subject"]) for r in records]
-    fixed = C is not None
+    given_c = C
     if len(set(subjects)) < 2:
         raise DeemoError(f"{path}: the rows come from one subject; subject-grouped validation needs at least two")
     groups = sorted({k.split(".", 1)[0] for r in records for k in r["features"]})
     C, grid, kept, dropped = _select(records, labels, C)
-    use = lambda f: f.split(".", 1)[0] in kept  # noqa: E731
+    use = _in_groups(kept)
     llm_alone = [max(labels, key=lambda k: r["features"].get(f"llm.{k}", 0.0)) for r in records]
-    held_out = {"fused": held_out_scores(y, _cv_predictions(records, labels, C, use), labels), "fused, nested": held_out_scores(y, _nested_predictions(records, labels, C if fixed else None), labels), "llm alone": held_out_scores(y, llm_alone, labels)}
+    nested = _scores_where_predicted(y, _nested_predictions(records, labels, given_c), labels)
+    held_out = {"fused": held_out_scores(y, _cv_predictions(records, labels, C, use), labels), **({"fused, nested": nested} if nested else {}), "llm alone": held_out_scores(y, llm_alone, labels)}
     for group in groups:
         if group == "llm":
             continue
