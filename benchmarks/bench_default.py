@@ -11,8 +11,9 @@ privacy boundary (experts fast, Whisper transcripts of the anonymised audio), th
     (b) calibrated    the base LLM (zero-shot), calibrated label scores (`--mode zero-shot`)
     (c) transcript    (b) with the words only (`--experts none`): a transcript-only system
     (d) trained LLM   the fine-tuned LLM alone, media tokens in (`--mode trained`)
-    (e) default       the shipped default as users meet it: trained LLM + fuser (`--mode fused`)
-    (f) media zeroed  (e) with the audio and video tokens zeroed (`--zero-media audio,video`)
+    (e) fused         the trained LLM + the experts' fuser (`--mode fused`)
+    (f) media zeroed  the checkpoint's default mode (no --mode: (d) or (e), as its fuser's training
+                      chose, printed first) with the audio and video tokens zeroed (`--zero-media audio,video`)
 
 Printed: accuracy, UAR, macro-F1, the largest share of predictions, accuracy on the wording clips and
 on the voice clips (neutral words: only the prosody carries the class), the share of explanations
@@ -38,9 +39,21 @@ SYSTEMS = {
     "(b) calibrated": ("base", ["--mode", "zero-shot"]),
     "(c) transcript only": ("base", ["--mode", "zero-shot", "--experts", "none"]),
     "(d) trained LLM": ("trained", ["--mode", "trained"]),
-    "(e) default (fused)": ("trained", ["--mode", "fused"]),
-    "(f) default, media zeroed": ("trained", ["--mode", "fused", "--zero-media", "audio,video"]),
+    "(e) fused": ("trained", ["--mode", "fused"]),
+    "(f) default, media zeroed": ("trained", ["--zero-media", "audio,video"]),
 }
+
+
+def default_mode(checkpoint: str) -> tuple[str, str]:
+    """(mode, why) the checkpoint runs when no --mode is given (analyze.resolve_mode)."""
+    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.fusion import find_fuser
+    from deemo_llama.serving.gateway import serving_mode
+
+    ckpt = default_checkpoint() if checkpoint == "default" else Path(checkpoint)
+    fuser = find_fuser(ckpt)
+    why = ((fuser.info.get("default_mode") or {}).get("reason") or "the fuser predates the recorded choice") if fuser else "no fuser"
+    return serving_mode(ckpt)[0], why
 
 
 def sh(*args, **kw) -> subprocess.CompletedProcess:
@@ -75,6 +88,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rows = build(args.work)
+    mode, why = default_mode(args.checkpoint)
+    print(f"the checkpoint's default mode: {mode} ({why})", flush=True)
     table, confusions = {}, {}
     from deemo_llama.assets import base_checkpoint
 
@@ -100,13 +115,14 @@ def main() -> None:
     for k, v in table.items():
         t.add_row(k, *(f"{v[c]:.3f}" if isinstance(v[c], float) else str(v[c]) for c in cols))
     Console(width=160).print(t)
+    print(f"the default as users meet it: {mode} mode, {'(d)' if mode == 'trained' else '(e)'} ({why})")
     for name, (labels, conf) in confusions.items():
         print(f"\n{name}: confusion (rows true, columns predicted: {', '.join(labels)})")
         for lab, row in zip(labels, conf):
             print(f"  {lab:>9s} " + " ".join(f"{v:3d}" for v in row))
     _plot(confusions, args.work / "confusion.png")
     if args.out:
-        args.out.write_text(json.dumps({"scores": table, "confusion": confusions, "machine": machine()}, indent=1))
+        args.out.write_text(json.dumps({"scores": table, "confusion": confusions, "default_mode": {"mode": mode, "why": why}, "machine": machine()}, indent=1))
 
 
 def _plot(confusions: dict, path: Path) -> None:

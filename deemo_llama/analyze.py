@@ -40,13 +40,14 @@ __all__ = ["DEFAULT_LABELS", "MODES", "AnalysisResult", "Analyzer", "analyze_cli
 
 
 def resolve_mode(requested: str | None, projectors_trained: bool, has_adapter: bool, fuser) -> Mode:
-    """The mode to run: ``requested``, checked against what the checkpoint has, or the default
-    (fused when a fuser is saved beside it, trained when it was fine-tuned, else zero-shot)."""
+    """The mode to run: ``requested``, checked against what the checkpoint has, or the default:
+    fused when a fuser is saved beside it and its training chose fusion (``Fuser.default_mode``),
+    trained when it was fine-tuned, else zero-shot."""
     from .errors import DeemoError
 
     trained = projectors_trained or has_adapter
     if requested is None:
-        return "fused" if fuser is not None and trained else "trained" if trained else "zero-shot"
+        return "fused" if fuser is not None and trained and getattr(fuser, "default_mode", "fused") == "fused" else "trained" if trained else "zero-shot"
     if requested not in MODES:
         raise DeemoError(f"unknown mode {requested!r}; expected one of {', '.join(MODES)}")
     if requested in ("trained", "fused") and not trained:

@@ -222,6 +222,8 @@ def provenance_lines(ckpt: Path) -> list[tuple[str, str]]:
             nested = ho.get("fused, nested")
             honest = f"; nested (unseen subjects) {nested['accuracy']:.2f}" if nested else ""
             out.append(("fuser held out", f"accuracy {fused['accuracy']:.2f}{honest} (LLM alone {llm.get('accuracy', float('nan')):.2f}), UAR {fused['uar']:.2f}, macro-F1 {fused['macro_f1']:.2f}"))
+        dm = fuser.info.get("default_mode") or {}
+        out.append(("default mode", f"{fuser.default_mode}" + (f" ({dm['reason']})" if dm.get("reason") else " (the fuser predates the recorded choice)")))
     return out
 
 
@@ -251,6 +253,8 @@ def fuser_train(
     Console().print(t)
     for g, why in fuser.info.get("dropped_groups", {}).items():
         typer.echo(f"dropped the {g} cues: cross-validated accuracy {why['accuracy_with']:.3f} with them, {why['accuracy_without']:.3f} without")
+    dm = fuser.info["default_mode"]
+    typer.echo(f"default mode: {dm['mode']} ({dm['reason']}){'' if dm['mode'] == 'fused' else '; --mode fused still runs the fuser'}")
     typer.echo(f"wrote {path} ({len(fuser.features)} features of {', '.join(fuser.info['groups'])}; C {fuser.info['C']}, {fuser.info['rows']} rows)")
 
 
@@ -651,6 +655,7 @@ def serve(
     queue_depth: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot; beyond it the gateway answers 429 with Retry-After.")] = 64,
     queue_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait for a slot before a 429 with Retry-After.")] = 120.0,
     max_tokens_limit: Annotated[int, typer.Option(min=1, help="The largest max_tokens a request may ask for (400 above it).")] = 2048,
+    mode: Annotated[Optional[AnalyzeMode], typer.Option(help="trained (the fine-tuned LLM) or fused (+ the experts' fuser), as deemo analyze --mode. Default: the checkpoint's (its fuser's recorded choice); the answers' deemo.mode says which ran.")] = None,
 ) -> None:
     """Start vLLM, the assistant gateway and the UI; print their URLs; Ctrl-C stops all three."""
     _quiet_libraries()
@@ -668,7 +673,10 @@ def serve(
     ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
     if not (ckpt / "config.json").is_file():
         raise DeemoError(f"{ckpt}: not a deemo-llama checkpoint (no config.json)")
-    opts = ServeOptions(checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts.value, tool_loop=tool_loop, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []), max_concurrency=max_concurrency, max_media_concurrency=max_media_concurrency, queue_depth=queue_depth, queue_timeout_s=queue_timeout, max_tokens_limit=max_tokens_limit)
+    from .serving.gateway import serving_mode
+
+    serving_mode(ckpt, mode.value if mode else None)  # a mode the checkpoint cannot run fails now, not after vLLM started
+    opts = ServeOptions(mode=mode.value if mode else None, checkpoint=ckpt.resolve(), host=host, port=port, ui_port=ui_port, vllm_port=vllm_port, lora=adapters, media_dir=media_dir.resolve() if media_dir else None, allow_remote_media=allow_remote_media, api_key=api_key, experts=experts.value, tool_loop=tool_loop, ui=ui, dtype=dtype, max_model_len=max_model_len, vllm_args=list(vllm_arg or []), max_concurrency=max_concurrency, max_media_concurrency=max_media_concurrency, queue_depth=queue_depth, queue_timeout_s=queue_timeout, max_tokens_limit=max_tokens_limit)
     run_serve(opts, log=lambda msg: print(f"[deemo serve] {msg}", flush=True))
 
 

@@ -92,6 +92,14 @@ class Fuser:
     intercept: list[float]
     info: dict[str, Any] = field(default_factory=dict)  # training data, held-out scores, C, version
 
+    @property
+    def default_mode(self) -> str:
+        """The mode a checkpoint with this fuser runs when none is asked for: "fused", unless the
+        fuser's training found fusion no better than the fine-tuned LLM alone (``info["default_mode"]``,
+        :func:`deemo_llama.training.fuser.choose_default_mode`), then "trained". A fuser saved before
+        that choice was recorded runs fused."""
+        return str((self.info.get("default_mode") or {}).get("mode", "fused"))
+
     # -- inference --------------------------------------------------------------------------------
     def _z(self, feats: dict[str, float]) -> np.ndarray:
         x = np.array([feats.get(f, np.nan) for f in self.features], np.float64)

@@ -140,5 +140,7 @@ def test_serve_rejects_bad_options_before_starting_anything(tmp_path, tiny_ckpt)
     assert r.returncode == 2 and "--lora needs NAME=DIR" in r.stderr
     r = run("serve", "--checkpoint", tiny_ckpt, "--media-dir", tmp_path / "nope")
     assert r.returncode == 2 and "no such folder" in r.stderr
+    r = run("serve", "--checkpoint", tiny_ckpt, "--mode", "fused")  # the tiny checkpoint was never fine-tuned
+    assert r.returncode == 2 and "never fine-tuned" in r.stderr and "Traceback" not in r.stderr
     r = run("serve", "--checkpoint", tiny_ckpt, env={"DEEMO_VLLM_PYTHON": str(tmp_path / "no-python")})
     assert r.returncode == 3 and "setup-vllm.sh" in r.stderr and "Traceback" not in r.stderr

@@ -243,3 +243,18 @@ def test_no_sentence_from_the_tests_or_benchmarks(rows):
     used = corpus_sentences(seed=0, clips=72)
     assert len(used) == 72 and len({t for _, _, t in used}) == 72 and all(t in set(pool) for _, _, t in used)
     assert {r.transcript for r in rows} <= set(pool)
+
+
+def test_every_voice_variant_is_an_espeak_ng_variant_file():
+    """espeak-ng falls back to the voice's default speaker for a variant name it does not know, so a
+    misspelt variant would quietly make two "subjects" one speaker: every one must name a variant
+    file, and none may be a held-out set's variant."""
+    import subprocess
+
+    from deemo_llama.data.synth import HELDOUT_SUBJECTS, VARIANTS
+
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout.splitlines()[1:]
+    files = {line.split()[4].rsplit("/", 1)[-1] for line in listing if len(line.split()) > 4}
+    assert set(VARIANTS) <= files, sorted(set(VARIANTS) - files)
+    held = {s.split("+")[1] for s in HELDOUT_SUBJECTS if not s.startswith("en-gb+")}  # plain en-gb ignores variants
+    assert not held & set(VARIANTS) and len(set(VARIANTS)) == len(VARIANTS) == 60

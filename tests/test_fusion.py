@@ -145,16 +145,51 @@ def test_modes_follow_what_the_checkpoint_has():
     from deemo_llama.analyze import resolve_mode
     from deemo_llama.errors import DeemoError
 
+    from deemo_llama.fusion import Fuser
+
     fuser = object()
     assert resolve_mode(None, False, False, None) == "zero-shot"
     assert resolve_mode(None, True, True, None) == "trained" and resolve_mode(None, True, True, fuser) == "fused"
     assert resolve_mode("zero-shot", True, True, fuser) == "zero-shot"
+    # a fuser whose training found fusion no better than the LLM alone: trained by default, fused on request
+    within_noise = Fuser(["a", "b"], ["llm.a"], [0.0], [1.0], [[1.0], [-1.0]], [0.0, 0.0], {"default_mode": {"mode": "trained", "reason": "..."}})
+    assert within_noise.default_mode == "trained" and resolve_mode(None, True, True, within_noise) == "trained"
+    assert resolve_mode("fused", True, True, within_noise) == "fused"
+    assert Fuser(["a", "b"], ["llm.a"], [0.0], [1.0], [[1.0], [-1.0]], [0.0, 0.0]).default_mode == "fused"  # saved before the choice
     with pytest.raises(DeemoError, match="never fine-tuned"):
         resolve_mode("trained", False, False, None)
     with pytest.raises(DeemoError, match="no fuser.json"):
         resolve_mode("fused", True, True, None)
     with pytest.raises(DeemoError, match="unknown mode"):
         resolve_mode("psychic", True, True, None)
+
+
+def test_the_server_runs_the_mode_asked_or_the_checkpoint_default(tiny_checkpoint, tmp_path):
+    """`deemo serve --mode` is checked as `deemo analyze --mode` is; without it the checkpoint's
+    default (its fuser's recorded choice) runs, and zero-shot is refused for a fine-tuned checkpoint
+    (the model server serves the fine-tuned weights)."""
+    import shutil
+
+    from deemo_llama.errors import DeemoError
+    from deemo_llama.fusion import Fuser
+    from deemo_llama.modeling import ADAPTER_DIR
+    from deemo_llama.serving.gateway import serving_mode
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    assert serving_mode(ckpt) == ("zero-shot", None)
+    (ckpt / ADAPTER_DIR).mkdir()
+    assert serving_mode(ckpt) == ("trained", None)
+    with pytest.raises(DeemoError, match="serves its fine-tuned weights"):
+        serving_mode(ckpt, "zero-shot")
+    fuser = Fuser(["a", "b"], ["llm.a"], [0.0], [1.0], [[1.0], [-1.0]], [0.0, 0.0], {"default_mode": {"mode": "trained", "reason": "within noise"}})
+    fuser.save(ckpt)
+    assert serving_mode(ckpt) == ("trained", None)
+    mode, loaded = serving_mode(ckpt, "fused")
+    assert mode == "fused" and loaded.labels == ["a", "b"]
+    fuser.info["default_mode"]["mode"] = "fused"
+    fuser.save(ckpt)
+    assert serving_mode(ckpt)[0] == "fused"
 
 
 # -- calibration of a deliberately biased toy model -----------------------------------------------------
@@ -263,6 +298,11 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     ho = fuser["info"]["held_out"]
     assert ho["fused"]["accuracy"] >= 0.9 and ho["voice only"]["accuracy"] >= 0.9 and ho["llm alone"]["accuracy"] < 0.6, ho
     assert ho["fused, nested"]["accuracy"] >= 0.85, ho  # the planted cue is found again inside every outer fold (chance 0.33)
+    dm = fuser["info"]["default_mode"]
+    assert dm["mode"] == "fused" and dm["gain"] > dm["se"] > 0 and dm["rows"] == 48, dm  # fusion is far better than the noise LLM
+    assert "default mode: fused" in r.stdout
+    info = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "models", "info", str(ckpt)], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "400"})
+    assert info.returncode == 0 and "nested (unseen subjects)" in info.stdout and "default mode " in info.stdout and "exceeds one standard error" in info.stdout, info.stdout
     assert "voice.pitch_iqr_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
     cached = (ckpt / "fuser_features.jsonl").read_text()
     assert len(cached.splitlines()) == 48
@@ -297,3 +337,22 @@ def test_nested_estimate_chooses_the_model_without_the_held_out_subjects(monkeyp
         assert held and not held & subjects
     acc = np.mean([p == r["label"] for p, r in zip(pred, records)])
     assert all(pred) and acc < 0.5, acc  # chance is 1/3: noise cues give nothing once chosen honestly
+
+
+def test_default_mode_is_fused_only_when_its_nested_gain_exceeds_one_standard_error():
+    """The one-standard-error rule on paired per-clip outcomes: a clear gain runs fused, a gain
+    within its noise (or a loss) keeps the simpler fine-tuned LLM; rows without a nested prediction
+    are left out, and with none the fuser stays the default."""
+    from deemo_llama.training.fuser import choose_default_mode
+
+    y = ["a"] * 100
+    llm = ["a"] * 50 + ["b"] * 50  # the LLM alone: 50 % right
+    clear = ["a"] * 70 + ["b"] * 30  # fused: 20 clips better, none worse
+    dm = choose_default_mode(y, clear, llm)
+    assert dm["mode"] == "fused" and dm["gain"] == 0.2 and 0 < dm["se"] < 0.05 and dm["rows"] == 100, dm
+    noisy = ["a"] * 46 + ["b"] * 4 + ["a"] * 6 + ["b"] * 44  # +6 and -4: a gain of 0.02 with an SE near 0.03
+    dm = choose_default_mode(y, noisy, llm)
+    assert dm["mode"] == "trained" and 0 < dm["gain"] < dm["se"] and "does not exceed" in dm["reason"], dm
+    assert choose_default_mode(y, ["b"] * 100, llm)["mode"] == "trained"  # worse than the LLM
+    assert choose_default_mode(y, [""] * 50 + ["a"] * 20 + ["b"] * 30, llm)["rows"] == 50  # only predicted rows count
+    assert choose_default_mode(y, [""] * 100, llm)["mode"] == "fused"  # no nested estimate: as before

@@ -44,7 +44,7 @@ def stack(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     deemo = Path(sys.executable).parent / "deemo"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(deemo), "serve", "--port", str(gw), "--ui-port", str(ui), "--vllm-port", str(vl), "--max-model-len", "2048", "--dtype", "float32", "--max-tokens-limit", "256"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([str(deemo), "serve", "--port", str(gw), "--ui-port", str(ui), "--vllm-port", str(vl), "--max-model-len", "2048", "--dtype", "float32", "--max-tokens-limit", "256", "--mode", "fused"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 900
     while "all servers ready" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -108,7 +108,7 @@ def test_gateway_and_analyze_read_the_same_evidence_and_decide_the_same_way(stac
     from deemo_llama.tools import ToolCache
 
     question = "How does the person feel?"
-    analyzer = Analyzer(max_new_tokens=32, cache=ToolCache(tmp_path / "cache"))
+    analyzer = Analyzer(max_new_tokens=32, cache=ToolCache(tmp_path / "cache"), mode="fused")  # as the stack was started
     local = analyzer.analyze(clip, question=question)
     c = OpenAI(base_url=stack["gateway"], api_key="unused", timeout=600, max_retries=0)
     url = "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()

@@ -109,7 +109,7 @@ def _analyze_json(path, *extra):
 def test_analyze_sample_clip(tmp_path):
     from deemo_llama.sample import make_sample_clip
 
-    out = _analyze_json(make_sample_clip(tmp_path / "happy.mp4"))
+    out = _analyze_json(make_sample_clip(tmp_path / "happy.mp4"), "--mode", "fused")
     assert {"label", "reasoning", "transcript", "mode", "timings", "inputs_used", "scores", "evidence", "findings"} <= set(out)
     # the fine-tuned default: the LLM reads the blurred frames and anonymised audio too, the fuser decides
     assert out["mode"] == "fused" and out["deidentified"] is True and out["fusion"]["drivers"]
@@ -133,7 +133,12 @@ def test_analyze_sample_clip(tmp_path):
 def test_analyze_audio_only_and_video_only(tmp_path):
     from deemo_llama.sample import make_sample_clip
 
+    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.fusion import find_fuser
+
     audio = _analyze_json(make_sample_clip(tmp_path / "speech.flac", text="This is terrible, I lost everything and I am so sad.", video=False))
+    # no --mode: the mode the default's fuser training chose (fused only where fusion beat the LLM alone by more than its noise)
+    assert audio["mode"] == find_fuser(default_checkpoint()).default_mode
     assert audio["inputs_used"] == {"video": False, "audio": True}
     assert "lost everything" in audio["transcript"].lower()
     assert set(audio["evidence"]["experts"]) == {"analyze_voice", "analyze_transcript"}

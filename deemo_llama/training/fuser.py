@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -177,6 +177,27 @@ def _nested_predictions(records: Sequence[dict], labels: Sequence[str], C: float
     return pred
 
 
+def choose_default_mode(y: Sequence[str], nested: Sequence[str], llm_alone: Sequence[str]) -> dict[str, Any]:
+    """Whether a checkpoint runs fused by default, decided on the fuser's own training rows.
+
+    On the rows the nested procedure predicted (:func:`_nested_predictions`: subjects no part of the
+    fuser's choice saw), the per-clip gain of the fused prediction over the LLM alone (+1 where only
+    the fused one is right, -1 where only the LLM is) gives a paired mean and its standard error.
+    Fusion is the default only when the gain exceeds one standard error: the one-standard-error rule
+    (Hastie, Tibshirani and Friedman, The Elements of Statistical Learning, 7.10), which keeps the
+    simpler system unless the more complex one is better by more than the noise of the estimate.
+    Without a nested estimate (too few subjects) the fuser stays the default, as before."""
+    got = [i for i, p in enumerate(nested) if p]
+    if len(got) < 2:
+        return {"mode": "fused", "reason": "no nested estimate (too few subjects or labels per fold)"}
+    d = np.array([float(nested[i] == y[i]) - float(llm_alone[i] == y[i]) for i in got])
+    gain, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+    mode = "fused" if gain > se else "trained"
+    why = "exceeds" if mode == "fused" else "does not exceed"
+    return {"mode": mode, "gain": round(gain, 4), "se": round(se, 4), "rows": len(got),
+            "reason": f"fusion's nested gain over the LLM alone ({gain:+.3f} accuracy, paired over {len(got)} clips) {why} one standard error ({se:.3f})"}
+
+
 def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validation", C: float | None = None, out: str | Path | None = None, progress: bool = True, feature_cache: str | Path | None = None) -> tuple[Fuser, Path]:
     """Fit and save the fuser for ``checkpoint`` on ``data``'s ``split`` (comma-separated splits: their
     rows together); returns (fuser, path)."""
@@ -201,7 +222,8 @@ def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validati
     C, grid, kept, dropped = _select(records, labels, C)
     use = _in_groups(kept)
     llm_alone = [max(labels, key=lambda k: r["features"].get(f"llm.{k}", 0.0)) for r in records]
-    nested = _scores_where_predicted(y, _nested_predictions(records, labels, given_c), labels)
+    nested_pred = _nested_predictions(records, labels, given_c)
+    nested = _scores_where_predicted(y, nested_pred, labels)
     held_out = {"fused": held_out_scores(y, _cv_predictions(records, labels, C, use), labels), **({"fused, nested": nested} if nested else {}), "llm alone": held_out_scores(y, llm_alone, labels)}
     for group in groups:
         if group == "llm":
@@ -211,10 +233,10 @@ def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validati
             held_out[f"without {group}"] = held_out_scores(y, _cv_predictions(records, labels, C, lambda f, g=group: use(f) and not f.startswith(g + ".")), labels)
     fuser = fit([{k: v for k, v in r["features"].items() if use(k)} for r in records], y, labels, C)
     fuser.info |= {"trained_on": [str(p) for p in paths], "split": split, "subjects": len(set(subjects)), "C_grid": {str(k): v for k, v in grid.items()},
-                   "groups": sorted(kept), "dropped_groups": dropped,
+                   "groups": sorted(kept), "dropped_groups": dropped, "default_mode": choose_default_mode(y, nested_pred, llm_alone),
                    "held_out": held_out, "held_out_method": "subject-grouped 5-fold cross-validation on the training rows (each subject's clips held out together). 'fused': the kept groups and C were chosen on the same folds, so it is optimistic; 'fused, nested': the whole choice (C, groups) redone inside each outer fold's training subjects, an honest estimate for subjects the fuser never saw. The held-out benchmark is benchmarks/bench_default.py",
                    "checkpoint": checkpoint.name, "seconds": round(time.perf_counter() - t0, 1)}
     return fuser, fuser.save(out)
 
 
-__all__ = ["FEATURES_FILE", "FUSER_FILE", "collect", "held_out_scores", "train_fuser"]
+__all__ = ["FEATURES_FILE", "FUSER_FILE", "choose_default_mode", "collect", "held_out_scores", "train_fuser"]
