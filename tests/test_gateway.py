@@ -425,6 +425,26 @@ def test_eval_gives_the_same_numbers_through_the_gateway_and_in_process(hf_gatew
         assert a[i]["reply"]["evidence"]["findings"] == b[i]["reply"]["evidence"]["findings"] and a[i]["reply"]["text"] == b[i]["reply"]["text"]
     ma, mb = (json.loads((tmp_path / d / "report.json").read_text())["metrics"] for d in ("served", "local"))
     assert ma == mb
+    # the same checkpoint path with other content is another system: its run does not resume the old one
+    import shutil
+
+    import pytest
+
+    from deemo_llama.errors import DeemoError
+    from deemo_llama.fusion import Fuser
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_paths["checkpoint"], ckpt)
+
+    def local_run():
+        return run(tmp_path / "rows.jsonl", "recognition", tmp_path / "copy", LocalBackend(analyzer=Analyzer(ckpt, transcriber=FixedTranscriber(PLANTED), experts="fast", cache=ToolCache(tmp_path / "cache"))), progress=False)
+
+    assert local_run().asked == 4
+    (ckpt / "fuser_features.jsonl").write_text("{}\n")  # a cache, not part of what the checkpoint answers with: the run resumes
+    assert local_run().asked == 0
+    Fuser(["happy", "sad"], ["llm.happy"], [0.0], [1.0], [[1.0], [-1.0]], [0.0, 0.0]).save(ckpt)  # a fuser beside it now
+    with pytest.raises(DeemoError, match="holds another run.*backend"):
+        local_run()
 
 
 def test_streamed_equals_non_streamed(hf_gateway, clips):

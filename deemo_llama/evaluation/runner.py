@@ -74,7 +74,12 @@ class LocalBackend:
         self.free_text, self.zero_media, self.row_evidence = free_text, tuple(zero_media), row_evidence
 
     def describe(self) -> dict:
-        return {"kind": "checkpoint", "checkpoint": str(self.analyzer.checkpoint), "experts": self.experts, "mode": self.analyzer.mode, "free_text": self.free_text, "zero_media": list(self.zero_media),
+        from ..hashing import checkpoint_digest
+        from ..modeling import ADAPTER_DIR
+
+        # the content digest too: a checkpoint retrained (or a default re-prepared) at the same path
+        # is another system, and its answers must not resume a run of the old one
+        return {"kind": "checkpoint", "checkpoint": str(self.analyzer.checkpoint), "checkpoint_sha256": checkpoint_digest(self.analyzer.checkpoint, ADAPTER_DIR)[:16], "experts": self.experts, "mode": self.analyzer.mode, "free_text": self.free_text, "zero_media": list(self.zero_media),
                 "evidence": "the row's Evidence record when it has one (computed on the raw clip by `deemo data build`), else the pipeline on the row's media" if self.row_evidence else "the pipeline on the row's media"}
 
     def _ask(self, item: Item) -> Reply:
