@@ -2,6 +2,10 @@
 
 Audio is cut into 30 s windows (Whisper's context); Whisper's timestamp tokens split each window
 into timed segments. Near-silent audio gives an empty transcript instead of Whisper's hallucinations.
+A window whose greedy text repeats itself (gzip compression ratio over 2.4, the threshold
+openai-whisper uses to detect such loops: "let's go, let's go, let's go, ..." on anonymised speech
+it cannot read) is decoded again, still greedily, with no 3-gram repeated; decoding stays
+deterministic (openai-whisper's own fallback samples at rising temperatures).
 """
 
 from __future__ import annotations
@@ -14,6 +18,15 @@ import torch
 
 WINDOW_S = 30.0
 SILENCE_RMS = 1e-3  # about -60 dBFS
+LOOP_COMPRESSION_RATIO = 2.4  # openai-whisper's compression_ratio_threshold
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of ``text`` over bytes of its zlib compression: high for text that repeats itself."""
+    import zlib
+
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 @dataclass
@@ -51,6 +64,8 @@ class Transcriber:
                 continue
             feats = self.processor(chunk, sampling_rate=sample_rate, return_tensors="pt").input_features.to(self.device)
             ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, return_timestamps=True)
+            if compression_ratio(self.processor.tokenizer.decode(ids[0], skip_special_tokens=True)) > LOOP_COMPRESSION_RATIO:
+                ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, return_timestamps=True, no_repeat_ngram_size=3)
             segments += self._segments(ids[0].tolist(), start / sample_rate, len(chunk) / sample_rate)
         return Transcript(" ".join(s.text for s in segments), segments)
 
