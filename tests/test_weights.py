@@ -239,22 +239,22 @@ def test_transcript_segments_have_timestamps(assets):
 
 def test_transcript_does_not_loop_on_speech_whisper_cannot_read(assets):
     """A synthetic old voice (espeak-ng en-gb-x-gbclan+grandma), McAdams-anonymised: Whisper tiny's
-    plain greedy decoding loops ("Okay, let's go, let's go, ..." to its token limit); the
+    plain greedy decoding loops ("That's what I'm gonna say, that's what I'm gonna say, ..." to its token limit); the
     transcriber notices the loop (gzip compression ratio over 2.4) and decodes again without
     repeated 3-grams, still deterministic."""
     from deemo_llama.data.synth import espeak
     from deemo_llama.privacy.voice import mcadams
     from deemo_llama.transcribe import LOOP_COMPRESSION_RATIO, Transcriber, compression_ratio
 
-    speech = espeak("That is unacceptable, the driver almost hit my kid!", "en-gb-x-gbclan+grandma", 43, 156, 106, 86)
+    speech = espeak("That was unacceptable, the bus almost hit my dog!", "en-gb-x-gbclan+grandma", 43, 156, 106, 86)
     wave = mcadams(np.concatenate([np.zeros(4000, np.float32), speech, np.zeros(5600, np.float32)]), 16000, 0.8)
     tr = Transcriber(assets["whisper"])
     feats = tr.processor(wave, sampling_rate=16000, return_tensors="pt").input_features
     plain = tr.processor.tokenizer.decode(tr.model.generate(feats, max_new_tokens=220, do_sample=False, return_timestamps=True)[0], skip_special_tokens=True)
-    assert compression_ratio(plain) > LOOP_COMPRESSION_RATIO and plain.count("let's go") > 10, plain  # the failure this guards against
+    assert compression_ratio(plain) > LOOP_COMPRESSION_RATIO and plain.count("gonna say") > 10, plain  # the failure this guards against
     text = tr(wave).text
     assert compression_ratio(text) < LOOP_COMPRESSION_RATIO and len(text) < 120 and text == tr(wave).text, text
-    assert "kid" in text.lower()  # what it then hears is of this clip (measured: "Okay, let's go, let go, right let go. Okay, it's my kid.")
+    assert "dog" in text.lower()  # what it then hears is of this clip (measured: "That's what I'm gonna say, that's what it's gonna do. That's why I'm not gonna escape my dog.")
     assert compression_ratio("I am so happy to see you today.") < 1.5 < 3 < compression_ratio("let's go, " * 40)
 
 
