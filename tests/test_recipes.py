@@ -292,8 +292,10 @@ def test_training_makes_the_model_use_its_video_and_audio_tokens(tmp_path):
     # 12 held-out clips per carrier: chance 0.5, one clip 0.08
     assert after["none"]["audio"] >= 0.8 and after["none"]["video"] >= 0.8, after
     assert after["none"]["all"] >= before["none"]["all"] + 0.1, (before, after)  # the untrained projectors already pass some brightness through
-    assert after["audio zeroed"]["audio"] <= 0.67 and after["audio zeroed"]["video"] >= 0.8, after  # audio carries the audio clips only
-    assert after["video zeroed"]["video"] <= 0.67 and after["video zeroed"]["audio"] >= 0.8, after
+    # with a modality zeroed its 12 carrier clips are at chance: a fair coin gets 9 of 12 right 7.3 % of the
+    # time (a fresh-clone CI of unchanged training code measured 0.75), 10 of 12 1.9 %: the bound is 9 of 12
+    assert after["audio zeroed"]["audio"] <= 0.75 and after["audio zeroed"]["video"] >= 0.8, after  # audio carries the audio clips only
+    assert after["video zeroed"]["video"] <= 0.75 and after["video zeroed"]["audio"] >= 0.8, after
     assert after["both zeroed"]["all"] <= 0.67, after
     summary = json.loads((out / "train_summary.json").read_text())
     # each clip's features were computed once (56 clips), then read from the cache at every step
