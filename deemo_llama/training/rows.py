@@ -62,6 +62,7 @@ def encode_record(rec: dict, processor: DeemoProcessor, root: Path) -> dict:
 
 
 IGNORE = -100
+TABLE_FORMAT = 2  # of tokenize_file's cached tables: part of their key, so an older format is never read
 
 
 @dataclass
@@ -79,16 +80,22 @@ class Example:
 class TokenizedRows(Sequence[Example]):
     """Rows tokenised once into an Arrow table (``datasets``), memory-mapped when it came from a file:
     ``len()``, ``[i]`` and iteration give :class:`Example` objects, built on access, so a corpus of any
-    size costs its token ids on disk, not its rows in RAM (the clips' features load per batch)."""
+    size costs its token ids on disk, not its rows in RAM (the clips' features load per batch).
 
-    def __init__(self, table):
+    The table holds each row's media path as the row wrote it; a relative one is resolved against
+    ``root`` (the rows file's folder) here, on access, so a cached table serves identical rows read from
+    another folder (a rebuilt or moved corpus) with that folder's clips, never the first reader's."""
+
+    def __init__(self, table, root: Path):
         self.table = table
+        self.root = Path(root)
 
     def __len__(self) -> int:
         return len(self.table)
 
     def _example(self, r: dict) -> Example:
-        return Example(r["id"], r["input_ids"], r["labels"], r["clip"] or None, tuple(r["modalities"]), json.loads(r["row"]))
+        clip = str(self.root / r["clip"]) if r["clip"] else None  # an absolute media path stays as it is
+        return Example(r["id"], r["input_ids"], r["labels"], clip, tuple(r["modalities"]), json.loads(r["row"]))
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -102,17 +109,14 @@ class TokenizedRows(Sequence[Example]):
             yield self._example(r)
 
 
-def _tokenizer(processor: DeemoProcessor, root: Path):
+def _tokenizer(processor: DeemoProcessor):
     def fn(batch: dict) -> dict:
         out: dict[str, list] = {"id": [], "input_ids": [], "labels": [], "clip": [], "modalities": []}
         for line in batch["row"]:
             rec = json.loads(line)
             ids, labels = processor.encode_for_training(rec["messages"], tools=rec.get("tools"))
             n = count_media(rec["messages"])
-            clip = ""
-            if n["video"] or n["audio"]:
-                p = Path(rec["media"])
-                clip = str(p if p.is_absolute() else root / p)
+            clip = rec["media"] if n["video"] or n["audio"] else ""  # resolved on access (TokenizedRows)
             for k, v in (("id", rec["id"]), ("input_ids", ids), ("labels", labels), ("clip", clip), ("modalities", ["video"] * n["video"] + ["audio"] * n["audio"])):
                 out[k].append(v)
         return out
@@ -139,13 +143,14 @@ def tokenize_file(path: Path, processor: DeemoProcessor, kinds: Sequence[str] | 
     from ..hashing import file_digest
 
     path = Path(path)
-    key = f"{file_digest(path)[:16]}-{_processor_fingerprint(processor)}-{'+'.join(sorted(kinds or ())) or 'all'}"
+    # TABLE_FORMAT: tables of format 1 held media paths resolved against the first reader's folder
+    key = f"{file_digest(path)[:16]}-{_processor_fingerprint(processor)}-{'+'.join(sorted(kinds or ())) or 'all'}-f{TABLE_FORMAT}"
     cache = Path(cache or cache_dir() / "rows").expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     raw = datasets.Dataset.from_generator(_jsonl_lines, gen_kwargs={"path": str(path), "kinds": tuple(kinds or ()), "key": key}, features=datasets.Features({"row": datasets.Value("string")}),
                                           cache_dir=str(cache / "raw"))
-    table = raw.map(_tokenizer(processor, path.parent), batched=True, batch_size=256, cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
-    return TokenizedRows(table)
+    table = raw.map(_tokenizer(processor), batched=True, batch_size=256, cache_file_name=str(cache / f"tokens-{key}.arrow"), new_fingerprint=key, desc=f"tokenising {path.name}")
+    return TokenizedRows(table, path.parent)
 
 
 def _jsonl_lines(path: str, kinds: tuple[str, ...], key: str):
@@ -161,7 +166,7 @@ def tokenize_rows(records: list[dict], processor: DeemoProcessor, root: Path) ->
     import datasets
 
     raw = datasets.Dataset.from_dict({"row": [json.dumps(r) for r in records]})
-    return TokenizedRows(raw.map(_tokenizer(processor, Path(root)), batched=True, batch_size=256, keep_in_memory=True, desc="tokenising") if records else raw)
+    return TokenizedRows(raw.map(_tokenizer(processor), batched=True, batch_size=256, keep_in_memory=True, desc="tokenising") if records else raw, Path(root))
 
 
 def batch_inputs(batch: list[Example], processor: DeemoProcessor, features: FeatureCache):
