@@ -1,9 +1,10 @@
 """Proof of the fine-tuned default (issue 13), through `deemo eval`: held-out spoken clips, six systems.
 
-    .venv/bin/python benchmarks/bench_default.py [--work /tmp/bench-default] [--checkpoint CKPT] [--out results.json]
+    .venv/bin/python benchmarks/bench_default.py [--work /tmp/bench-default] [--checkpoint CKPT] [--heldout-set a|b] [--out results.json]
 
-The held-out set is `deemo data synth --heldout` (96 clips: 8 per MER class of each kind; sentences,
-voices and prosody values the training corpus never uses), built by `deemo data build` inside the
+The held-out set is `deemo data synth --heldout-set a` (96 clips: 8 per MER class of each kind;
+sentences, voices and prosody values the training corpus never uses; set b shares nothing with set a
+either, for confirming a choice made by looking at a), built by `deemo data build` inside the
 privacy boundary (experts fast, Whisper transcripts of the anonymised audio), then asked by
 `deemo eval run --task recognition` once per system, all on the same rows in one run:
 
@@ -63,10 +64,10 @@ def sh(*args, **kw) -> subprocess.CompletedProcess:
     return r
 
 
-def build(work: Path) -> Path:
+def build(work: Path, which: str) -> Path:
     rows = work / "built" / "test.jsonl"
     if not rows.is_file():
-        sh(*DEEMO, "data", "synth", work / "clips", "--heldout")
+        sh(*DEEMO, "data", "synth", work / "clips", "--heldout-set", which)
         sh(*DEEMO, "data", "build", work / "clips" / "manifest.jsonl", work / "built", "--kinds", "recognition", "--experts", "fast", "--transcript", "whisper", "--split", "0,0,1")
     return rows
 
@@ -85,9 +86,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
     ap.add_argument("--checkpoint", default="default", help="the fine-tuned checkpoint (default: the shipped default)")
     ap.add_argument("--systems", default=",".join(k[1] for k in SYSTEMS), help="letters of the systems to run")
+    ap.add_argument("--heldout-set", default="a", choices=["a", "b"], help="which held-out spoken set: a (the benchmark's) or b (for confirmation)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    rows = build(args.work)
+    rows = build(args.work, args.heldout_set)
+    which = json.loads(rows.read_text().splitlines()[0])["clip_id"]
+    if not which.startswith("heldout-b-" if args.heldout_set == "b" else "heldout-0"):
+        raise SystemExit(f"{rows} holds another set's rows ({which}): use another --work for --heldout-set {args.heldout_set}")
     mode, why = default_mode(args.checkpoint)
     print(f"the checkpoint's default mode: {mode} ({why})", flush=True)
     table, confusions = {}, {}
@@ -108,7 +113,7 @@ def main() -> None:
 
     n = sum(1 for x in rows.read_text().splitlines() if x.strip())
     cols = ("accuracy", "uar", "macro_f1", "top_share", "acc_wording", "acc_voice", "cites_only_observed", "unparsed")
-    t = Table(title=f"held-out spoken set: {n} clips, 6 classes (chance 0.167); {machine()}")
+    t = Table(title=f"held-out spoken set {args.heldout_set}: {n} clips, 6 classes (chance 0.167); {machine()}")
     t.add_column("system")
     for c in cols:
         t.add_column(c.replace("_", " "), justify="right")
@@ -122,7 +127,7 @@ def main() -> None:
             print(f"  {lab:>9s} " + " ".join(f"{v:3d}" for v in row))
     _plot(confusions, args.work / "confusion.png")
     if args.out:
-        args.out.write_text(json.dumps({"scores": table, "confusion": confusions, "default_mode": {"mode": mode, "why": why}, "machine": machine()}, indent=1))
+        args.out.write_text(json.dumps({"heldout_set": args.heldout_set, "scores": table, "confusion": confusions, "default_mode": {"mode": mode, "why": why}, "machine": machine()}, indent=1))
 
 
 def _plot(confusions: dict, path: Path) -> None:

@@ -254,10 +254,11 @@ def test_reasoning_never_names_an_expert_that_did_not_run(tiny, monkeypatch):
 
 
 # -- the held-out spoken set --------------------------------------------------------------------------
-def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus():
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which):
     from deemo_llama.data.synth import LABELS, PROSODY, plan_corpus, plan_heldout, sentence_pools, subjects
 
-    held = plan_heldout(8)
+    held = plan_heldout(8, which=which)
     assert len(held) == 96 and {s["kind"] for s in held} == {"wording", "voice"}
     assert all(sum(s["label"] == lab and s["kind"] == k for s in held) == 8 for lab in LABELS for k in ("wording", "voice"))
     training = {x for pool in sentence_pools().values() for x in pool}
@@ -268,6 +269,25 @@ def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus():
     for s in held:  # the class's prosody carries the voice clips; the wording clips speak neutrally
         pros = PROSODY[s["label"] if s["kind"] == "voice" else "neutral"]
         assert pros["pitch"][0] <= s["pitch"] <= pros["pitch"][1]
+    if which == "b":  # nor with set a: a choice made by looking at a is confirmed on b
+        a = plan_heldout(8, which="a")
+        assert not {s["transcript"] for s in held} & {s["transcript"] for s in a}
+        assert not {s["subject"] for s in held} & {s["subject"] for s in a}
+        assert all(s["id"].startswith("heldout-b-") for s in held) and not {s["id"] for s in held} & {s["id"] for s in a}
+
+
+def test_heldout_set_names_are_checked(tmp_path):
+    import subprocess
+    import sys
+
+    from deemo_llama.data.synth import plan_heldout
+    from deemo_llama.errors import DeemoError
+
+    with pytest.raises(DeemoError, match="no held-out set 'c'"):
+        plan_heldout(8, which="c")
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "c"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--heldout-set c: the held-out sets are a, b" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, tmp_path):

@@ -66,9 +66,10 @@ VADER_NEUTRAL = 0.05
 # silently falls back to the voice's default speaker. Besides the numbered ones, the named variants
 # whose speech the voice expert reads as voiced and whose base pitch, range, rate or loudness differs
 # (measured on one sentence: median pitch 18-44 semitones, loudness 0.4-1.2 sones), so the corpus'
-# prosody classes cannot be told apart by a speaker's traits. Left out: the held-out set's variants
-# (Andy, Annie, klatt, Michael, Storm, and steph/aunty) and their near copies (AnxiousAndy, klatt2-6,
-# steph2-3), whispering, croaking and robotic ones.
+# prosody classes cannot be told apart by a speaker's traits. Left out: the held-out sets' variants
+# (a: Andy, Annie, klatt, Michael, Storm, and steph/aunty; b: michel, Tweaky, kaukovalta, announcer,
+# RicishayMax2-3) and their near copies (AnxiousAndy, klatt2-6, steph2-3, RicishayMax), whispering,
+# croaking and robotic ones.
 VOICES = ("en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029")
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
             "adam", "Alex", "Alicia", "Andrea", "belinda", "benjamin", "caleb", "david", "ed", "edward", "edward2", "Gene", "Gene2",
@@ -357,12 +358,15 @@ def plan_corpus(clips: int = DEFAULT_CLIPS, seed: int = 0) -> list[dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
-# The held-out spoken set (``--heldout``): what the training corpus never uses. Sentences written
-# apart from the corpus' templates (the 48 emotional ones first served the answer benchmark); voices
-# that are not in VOICES x VARIANTS (plain en-gb, and other espeak-ng variants); prosody drawn from
-# the class ranges with its own seed, so no clip repeats a training clip's values. Spoken kinds only:
-# ``wording`` (the words carry the class; neutral prosody, as in training) and ``voice`` (a neutral
-# sentence; only the prosody carries the class). The face stays still.
+# The held-out spoken sets (``--heldout``): what the training corpus never uses. Sentences written
+# apart from the corpus' templates (set a's 48 emotional ones first served the answer benchmark);
+# voices that are not in VOICES x VARIANTS (plain en-gb, and other espeak-ng variants); prosody drawn
+# from the class ranges with the set's own seed, so no clip repeats a training clip's values. Spoken
+# kinds only: ``wording`` (the words carry the class; neutral prosody, as in training) and ``voice``
+# (a neutral sentence; only the prosody carries the class). The face stays still.
+# Set a is the benchmark's; set b (written 2026-12-06, before any result on it) shares no sentence,
+# voice variant or seed with set a or the corpus, so a choice made by looking at set a can be
+# confirmed on data that informed nothing.
 HELDOUT_SENTENCES: dict[str, tuple[str, ...]] = {
     "neutral": ("The meeting starts at nine tomorrow.", "I took the bus to work today.", "The report has twelve pages.", "We need two more chairs in the room.",
                 "The shop closes at six.", "My brother lives in the next town.", "The train was on time this morning.", "I will send the file after lunch."),
@@ -381,23 +385,58 @@ HELDOUT_SENTENCES: dict[str, tuple[str, ...]] = {
 HELDOUT_NEUTRAL = ("The library opens at ten on Saturdays.", "The parcel goes to the second address.", "The form has three sections.", "The car park is behind the station.",
                    "The lecture moved to room four.", "The printer is on the third floor.", "The bus stops near the bakery.", "The boxes arrive on Monday.")
 HELDOUT_SUBJECTS = ("en-gb+m1", "en-us+Andy", "en-gb-x-rp+Annie", "en-gb-scotland+klatt", "en-us-nyc+Steph", "en-029+Michael", "en-gb-x-gbclan+Auntie", "en-us+Storm")
+HELDOUT_B_SENTENCES: dict[str, tuple[str, ...]] = {
+    "neutral": ("The office moves to the fourth floor next month.", "I usually walk to the station in the morning.", "The recipe needs two cups of flour.",
+                "Our meeting is in the blue room on Thursday.", "The plumber comes between two and four.", "I bought a new notebook for the course.",
+                "The bus to the airport leaves every hour.", "My cousin works at the post office."),
+    "angry": ("You broke my phone and you didn't even say sorry!", "I am furious that they cancelled without telling us!", "Don't you ever touch my things again!",
+              "This is the third time you have ignored my email!", "Who gave you the right to read my letters?", "I hate it when you interrupt me like that!",
+              "They charged me twice and refused to refund it!", "Enough excuses, you promised to be here!"),
+    "happy": ("I got the job, I am so happy!", "Our team finally finished the project, what a great feeling!", "Grandpa is coming to visit, I'm thrilled!",
+              "The garden looks amazing, I love it!", "We just got engaged, this is the best news!", "You remembered my birthday, that is so sweet!",
+              "I feel wonderful after that long swim!", "My paintings sold at the fair, I'm delighted!"),
+    "sad": ("I had to say goodbye to my best friend today.", "The hospital called, my uncle is very ill.", "I cried all night after the funeral.",
+            "My children moved abroad and the house feels empty.", "I failed the driving test again.", "Nobody remembers me anymore.",
+            "We lost our home in the flood.", "I wish I could see my father one more time."),
+    "worried": ("I hope the surgery goes well tomorrow.", "What if they find out about the mistake?", "The bank has not replied and I am getting nervous.",
+                "My daughter is not answering her phone.", "I am afraid the roof will leak again tonight.", "What if I miss the deadline?",
+                "The doctor wants to run more tests, I am scared.", "I can't sleep, I keep thinking about the interview."),
+    "surprise": ("You got a tattoo? I had no idea!", "Whoa, the whole street is covered in snow!", "Is that really you after all these years?",
+                 "They finished the bridge already?", "I did not expect a party at all!", "Seriously, you won the lottery?",
+                 "Oh, the door was open the whole time?", "Hold on, you two are twins?"),
+}
+HELDOUT_B_NEUTRAL = ("The museum closes early on Sundays.", "The keys hang by the back door.", "The course has six weekly sessions.", "The station has two exits.",
+                     "The invoice lists four items.", "The ferry leaves from the north pier.", "The shelves go in the spare room.", "The timetable changes in March.")
+# variants in neither VOICES x VARIANTS nor set a; their median pitch (on one sentence) lies in or near
+# the corpus speakers' range, except announcer's, lower (17.5 semitones): one deeper voice than any seen
+HELDOUT_B_SUBJECTS = ("en-us+michel", "en-gb-x-rp+Tweaky", "en-gb-scotland+kaukovalta", "en-us-nyc+RicishayMax2", "en-029+announcer", "en-gb-x-gbclan+michel",
+                      "en-gb-x-gbcwmd+kaukovalta", "en-us+RicishayMax3")
 HELDOUT_KINDS = ("wording", "voice")
+# name -> (emotional sentences per class, the voice kind's neutral sentences, subjects, default seed)
+HELDOUT_SETS: dict[str, tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...], int]] = {
+    "a": (HELDOUT_SENTENCES, HELDOUT_NEUTRAL, HELDOUT_SUBJECTS, 1000),
+    "b": (HELDOUT_B_SENTENCES, HELDOUT_B_NEUTRAL, HELDOUT_B_SUBJECTS, 2000),
+}
 
 
-def plan_heldout(per_class: int = 8, seed: int = 1000) -> list[dict[str, Any]]:
-    """The held-out spoken set's clip parameters: per class ``per_class`` wording clips and as many
-    voice clips (at most 8 each), every subject speaking every class."""
+def plan_heldout(per_class: int = 8, seed: int | None = None, which: str = "a") -> list[dict[str, Any]]:
+    """Held-out spoken set ``which``'s clip parameters: per class ``per_class`` wording clips and as
+    many voice clips (at most 8 each), every subject speaking every class; ``seed`` defaults to the
+    set's own."""
+    if which not in HELDOUT_SETS:
+        raise DeemoError(f"no held-out set {which!r}: the sets are {', '.join(HELDOUT_SETS)}")
     if not 1 <= per_class <= 8:
         raise DeemoError(f"the held-out set has 1-8 clips per class and kind, not {per_class}")
-    rng = np.random.default_rng([seed, 2])
+    sentences, neutral, subjects_, default_seed = HELDOUT_SETS[which]
+    rng = np.random.default_rng([default_seed if seed is None else seed, 2])
     w, h = SIZE
     specs = []
     for kind in HELDOUT_KINDS:
         for label in LABELS:
             for i in range(per_class):
-                subject = HELDOUT_SUBJECTS[(i + LABELS.index(label)) % len(HELDOUT_SUBJECTS)]
+                subject = subjects_[(i + LABELS.index(label)) % len(subjects_)]
                 voice, variant = subject.split("+")
-                text = HELDOUT_SENTENCES[label][i] if kind == "wording" else HELDOUT_NEUTRAL[(i + LABELS.index(label)) % len(HELDOUT_NEUTRAL)]
+                text = sentences[label][i] if kind == "wording" else neutral[(i + LABELS.index(label)) % len(neutral)]
                 pros = PROSODY[label if kind == "voice" else "neutral"]
                 spec = {
                     "index": len(specs), "label": label, "kind": kind, "subject": subject, "voice": voice, "variant": variant, "transcript": text,
@@ -406,7 +445,7 @@ def plan_heldout(per_class: int = 8, seed: int = 1000) -> list[dict[str, Any]]:
                     "face_px": _uniform(rng, (150, 185)), "face_gain": _uniform(rng, (0.85, 1.15), 3), "motion": {"type": "still"},
                     "render_seed": int(rng.integers(2**31)), "size": [w, h], "fps": FPS, "heldout": True,
                 }
-                spec["id"] = _clip_id(spec).replace("synth-", "heldout-", 1)
+                spec["id"] = _clip_id(spec).replace("synth-", "heldout-" if which == "a" else f"heldout-{which}-", 1)
                 specs.append(spec)
     return specs
 
@@ -572,18 +611,22 @@ def _render_job(spec: dict[str, Any], path: str) -> str:
     return spec["id"]
 
 
-def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, workers: int = 1, progress: bool = True, heldout: bool = False) -> Path:
+def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int | None = None, workers: int = 1, progress: bool = True, heldout: bool | str = False) -> Path:
     """Write ``out/clips/<id>.mp4`` and ``out/manifest.jsonl``; returns the manifest's path.
 
     ``clips`` is rounded to a multiple of 18 (6 classes x 3 kinds, balanced). Clips already on disk
     (complete: written atomically) are kept, so an interrupted run resumes; the manifest is written
-    last. ``workers`` > 1 renders in a process pool. ``heldout``: the held-out spoken set instead
-    (:func:`plan_heldout`; ``clips`` = its size, 12-96, rounded to 12 per class step).
+    last. ``workers`` > 1 renders in a process pool. ``heldout``: a held-out spoken set instead
+    (:func:`plan_heldout`; True is set ``"a"``, or the set's name; ``clips`` = its size, 12-96, rounded
+    to 12 per class step). ``seed``: default 0, or the held-out set's own.
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
-    specs = plan_heldout(max(1, min(8, round(clips / 12))), seed) if heldout else plan_corpus(clips, seed)
+    if heldout:
+        specs = plan_heldout(max(1, min(8, round(clips / 12))), seed, "a" if heldout is True else heldout)
+    else:
+        specs = plan_corpus(clips, 0 if seed is None else seed)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     todo = [s for s in specs if not (clip_dir / f"{s['id']}.mp4").is_file()]
@@ -604,4 +647,4 @@ def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int = 0, wor
     return write_manifest([manifest_row(s) for s in specs], out / "manifest.jsonl")
 
 
-__all__ = ["DEFAULT_CLIPS", "HELDOUT_SENTENCES", "KINDS", "plan_heldout", "LABELS", "clues", "corpus_sentences", "corpus_size", "espeak", "manifest_row", "plan_corpus", "render_clip", "sentence_pools", "subjects", "synth_corpus", "vader_compound"]
+__all__ = ["DEFAULT_CLIPS", "HELDOUT_SENTENCES", "HELDOUT_SETS", "KINDS", "plan_heldout", "LABELS", "clues", "corpus_sentences", "corpus_size", "espeak", "manifest_row", "plan_corpus", "render_clip", "sentence_pools", "subjects", "synth_corpus", "vader_compound"]
