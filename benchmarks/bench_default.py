@@ -90,9 +90,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rows = build(args.work, args.heldout_set)
-    which = json.loads(rows.read_text().splitlines()[0])["clip_id"]
-    if not which.startswith("heldout-b-" if args.heldout_set == "b" else "heldout-0"):
-        raise SystemExit(f"{rows} holds another set's rows ({which}): use another --work for --heldout-set {args.heldout_set}")
+    from deemo_llama.data.synth import plan_heldout
+
+    first = json.loads(rows.read_text().splitlines()[0])["clip_id"]
+    if first not in {spec["id"] for spec in plan_heldout(which=args.heldout_set)}:
+        raise SystemExit(f"{rows} holds another set's rows ({first}): use another --work for --heldout-set {args.heldout_set}")
     mode, why = default_mode(args.checkpoint)
     print(f"the checkpoint's default mode: {mode} ({why})", flush=True)
     table, confusions = {}, {}

@@ -142,5 +142,5 @@ def synth(
     which = heldout_set or ("a" if heldout else None)
     if which is None and clips is not None and clips < 18:
         raise DeemoError(f"--clips {clips}: the corpus needs at least 18 (6 labels x 3 kinds)")
-    path = synth_corpus(out, clips=clips or (96 if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which or False)
+    path = synth_corpus(out, clips=clips or (96 if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which)
     typer.echo(f"wrote {path}; build it with: deemo data build {path} OUT")

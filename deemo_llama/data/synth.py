@@ -611,20 +611,19 @@ def _render_job(spec: dict[str, Any], path: str) -> str:
     return spec["id"]
 
 
-def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int | None = None, workers: int = 1, progress: bool = True, heldout: bool | str = False) -> Path:
+def synth_corpus(out: str | Path, clips: int = DEFAULT_CLIPS, seed: int | None = None, workers: int = 1, progress: bool = True, heldout: str | None = None) -> Path:
     """Write ``out/clips/<id>.mp4`` and ``out/manifest.jsonl``; returns the manifest's path.
 
     ``clips`` is rounded to a multiple of 18 (6 classes x 3 kinds, balanced). Clips already on disk
     (complete: written atomically) are kept, so an interrupted run resumes; the manifest is written
-    last. ``workers`` > 1 renders in a process pool. ``heldout``: a held-out spoken set instead
-    (:func:`plan_heldout`; True is set ``"a"``, or the set's name; ``clips`` = its size, 12-96, rounded
-    to 12 per class step). ``seed``: default 0, or the held-out set's own.
+    last. ``workers`` > 1 renders in a process pool. ``heldout``: the named held-out spoken set
+    instead (:func:`plan_heldout`; ``clips`` = its size, 12-96, rounded to 12 per class step). ``seed``: default 0, or the held-out set's own.
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
     if heldout:
-        specs = plan_heldout(max(1, min(8, round(clips / 12))), seed, "a" if heldout is True else heldout)
+        specs = plan_heldout(max(1, min(8, round(clips / 12))), seed, heldout)
     else:
         specs = plan_corpus(clips, 0 if seed is None else seed)
     clip_dir = out / "clips"
