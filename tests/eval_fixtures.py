@@ -39,6 +39,10 @@ def planted_label(item_id: str, truth: str, accuracy_mod: int = 3) -> str:
     return truth if h % accuracy_mod else MER[(MER.index(truth) + 1) % len(MER)]
 
 
+def corrected(item_id: str) -> bool:
+    return int(hashlib.md5(item_id.encode()).hexdigest(), 16) % 3 == 0
+
+
 class ScriptedBackend:
     """Replies with calibrated-looking scores (``mode="scores"``) or text only (``mode="text"``)."""
 
@@ -60,7 +64,9 @@ class ScriptedBackend:
         if self.mode == "text":
             return Reply(f"I think the person is {label}, judging by the face.")
         scores = {x: (0.6 if x == label else 0.08) for x in item.labels}
-        return Reply(text, label, scores)
+        # every third item's explanation had a cue verdict set right (as `deemo analyze` reports it)
+        fixed = [{"cue": "words", "said": "which fits sad", "now": "which does not fit sad"}] if corrected(item.id) else []
+        return Reply(text, label, scores, raw={"reasoning_corrections": fixed})
 
 
 if __name__ == "__main__":  # python eval_fixtures.py ROWS OUT DELAY: a run a test can SIGKILL

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's string annotation here
 
-from eval_fixtures import MER, ScriptedBackend, planted_label, write_rows
+from eval_fixtures import MER, ScriptedBackend, corrected, planted_label, write_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,6 +68,7 @@ def test_run_scores_every_item_once_and_reports(tmp_path):
     m = rep["metrics"]
     assert m["accuracy"]["value"] == pytest.approx(right / 24) and m["accuracy"]["low"] <= m["accuracy"]["value"] <= m["accuracy"]["high"]
     assert m["parsed_from"] == {"scores": 24} and m["unparsed"] == 0
+    assert m["verdicts_corrected"] == pytest.approx(sum(corrected(r["id"]) for r in rows) / 24) and 0 < m["verdicts_corrected"] < 1
     assert sum(map(sum, m["confusion"])) == 24 and set(m["per_class"]) == set(MER)
     assert set(m["fairness"]) == {"gender"} and set(m["fairness"]["gender"]["per_group"]) == {"f", "m"}
     assert sum(d["n"] for d in m["fairness"]["gender"]["per_group"].values()) == 24
@@ -89,6 +90,7 @@ def test_text_only_replies_are_read_by_extraction(tmp_path):
     right = sum(planted_label(r["id"], r["label"]) == r["label"] for r in rows)
     assert m["parsed_from"] == {"mention": 12} and m["accuracy"]["value"] == pytest.approx(right / 12)
     assert m["fairness"] == {}  # no demographics in the rows: no fairness section (never inferred)
+    assert m["verdicts_corrected"] is None  # a text-only system does not report its corrections
 
 
 def test_a_run_killed_with_sigkill_resumes_without_loss_or_duplicates(tmp_path):

@@ -123,6 +123,64 @@ def test_reasoning_opens_with_an_observed_modality_only():
     assert f.feed(" is loud. Their") == "Their voice is loud." and f.finish() == ""
 
 
+def _ev_happy_face_positive_words():
+    from deemo_llama.evidence import Evidence
+
+    return Evidence(profile="fast", clip={}, deid={}, transcript="What a great day.", sentiment={"compound": 0.62, "neg": 0.0, "neu": 0.4, "pos": 0.6},
+                    experts={"analyze_facial_expression": {"status": "ok", "estimates": {"dominant_expression": "happy", "mean_probabilities": {"happy": 0.9, "neutral": 0.1}}},
+                             "analyze_transcript": {"status": "ok", "estimates": {"cue_words": {"joy": ["great"]}, "emotion_weights": {"joy": 1.0}}}})
+
+
+def test_cue_verdicts_follow_the_composed_training_explanations():
+    """One rule decides whether the face and the words fit a label, for the training rows and for
+    the check of generated explanations; the label set's synonyms map the face into it."""
+    from deemo_llama.data.labels import label_set_for
+    from deemo_llama.prompting import compose_reasoning, cue_verdicts
+
+    ev = _ev_happy_face_positive_words()
+    assert cue_verdicts(ev, "happy") == {"face": True, "words": True}
+    assert cue_verdicts(ev, "sad") == {"face": False, "words": False}
+    assert cue_verdicts(ev, "neutral") == {"face": False, "words": False}  # positive words are not neutral
+    mafw = label_set_for(("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt", "anxiety", "helplessness", "disappointment"))
+    assert mafw.name == "mafw" and cue_verdicts(ev, "happiness", mafw.normalise)["face"] is True  # "happy" -> "happiness"
+    assert label_set_for(("calm", "fear")).normalise("fearful") == "fear"  # a custom set keeps the synonyms into it
+    assert compose_reasoning(ev, "happy").endswith("Their face and their words point to happy.")
+    assert "which does not fit sad" in compose_reasoning(ev, "sad") and "point to" not in compose_reasoning(ev, "sad")
+
+
+@pytest.mark.parametrize("generated,expected,fixed", [
+    # the words' verdict stated against the Evidence, and a closing that leaves out a fitting cue
+    (' is mostly happy (0.90), which fits happy. Their words, "What a great day", read positive, which does not fit happy. Their words point to happy.',
+     'Their face is mostly happy (0.90), which fits happy. Their words, "What a great day", read positive, which fits happy. Their face and their words point to happy.',
+     ["words", "closing"]),
+    # the face's verdict, another label in the verdict, and lexicon emotions the expert did not find
+    (' is mostly happy (0.90), which does not fit happy. Their words, "What a great day", read positive, with fear words (day), which fits sad.',
+     'Their face is mostly happy (0.90), which fits happy. Their words, "What a great day", read positive, with joy words (great), which fits happy.',
+     ["face", "word emotions", "words"]),
+    # right as generated: nothing changes
+    (' is mostly happy (0.90), which fits happy. Their words are upbeat.',
+     'Their face is mostly happy (0.90), which fits happy. Their words are upbeat.', []),
+])
+def test_reasoning_filter_sets_the_cue_verdicts_right(generated, expected, fixed):
+    from deemo_llama.prompting import ReasoningFilter, read_reasoning, reasoning_checks
+
+    ev = _ev_happy_face_positive_words()
+    checks = reasoning_checks(ev, "happy", ("neutral", "angry", "happy", "sad", "worried", "surprise"), forwarded=True)
+    whole = read_reasoning(["Their face", generated], **checks)
+    assert whole.text == expected and [c["cue"] for c in whole.corrected] == fixed, (whole.text, whole.corrected)
+    f = ReasoningFilter("Their face", **checks)  # streamed in small pieces: the same text, the same list
+    streamed = "".join(f.feed(generated[i : i + 7]) for i in range(0, len(generated), 7)) + f.finish()
+    assert streamed.strip() == expected and f.corrected == whole.corrected
+
+
+def test_a_closing_that_names_no_fitting_cue_is_dropped():
+    from deemo_llama.prompting import read_reasoning, reasoning_checks
+
+    checks = reasoning_checks(_ev_happy_face_positive_words(), "sad", ("neutral", "happy", "sad"))
+    f = read_reasoning([' Their words are few. Their face points to sad.'], **checks)
+    assert f.text == "Their words are few." and f.corrected == [{"cue": "closing", "said": "Their face points to sad.", "now": ""}]
+
+
 def test_calibration_removes_a_biased_prior():
     """A model that prefers "happy" whatever the input: the content-free prompt cancels its bias."""
     from deemo_llama.scoring import calibrated

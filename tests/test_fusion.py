@@ -253,6 +253,39 @@ def test_reasoning_never_names_an_expert_that_did_not_run(tiny, monkeypatch):
     assert {"face", "body"} <= observed_modalities(ev, forwarded=True)
 
 
+def test_analyze_states_the_cue_verdicts_of_the_evidence_not_the_models(tiny_checkpoint, monkeypatch, media_dir):
+    """The model's (forced) explanation gets the words' verdict backwards, names lexicon emotions the
+    expert did not find and closes on a cue that does not fit: `deemo analyze` answers with the
+    Evidence's verdicts and lists each change in ``reasoning_corrections``."""
+    from tiny import FixedTranscriber
+
+    from deemo_llama import analyze as A
+    from deemo_llama import generation
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import word_cue
+
+    seen = {}
+
+    def scripted(model, processor, messages, videos, audios, assistant_prefix="", **kw):  # the model's output, forced
+        seen["prefix"] = assistant_prefix
+        label = assistant_prefix.split("Emotion: ")[1].split(".")[0]
+        wrong = "does not fit" if label == "happy" else "fits"  # the words are positive: they fit happy only
+        yield from [', "what a wonderful day",', f" read positive, with fear words (day), which {wrong} {label}.", " Their words point to sad."]
+
+    monkeypatch.setattr(generation, "stream_chat", scripted)
+    analyzer = A.Analyzer(tiny_checkpoint, experts="none", transcriber=FixedTranscriber("What a wonderful day, I love it."), labels=("neutral", "happy", "sad"))
+    res = analyzer.analyze(media_dir / "talk.mp4")
+    label = res.label
+    assert seen["prefix"].endswith(f"Emotion: {label}. Reasoning: Their words")
+    right = "fits" if label == "happy" else "does not fit"
+    closing = " Their words point to happy." if label == "happy" else ""
+    cue = word_cue(Evidence.from_dict(res.evidence))
+    assert cue.startswith(", with joy words (") and "love" in cue  # the lexicon's find, not the model's "fear"
+    assert res.reasoning == f'Their words, "what a wonderful day", read positive{cue}, which {right} {label}.{closing}', res.reasoning
+    assert [c["cue"] for c in res.reasoning_corrections] == ["word emotions", "words", "closing"], res.reasoning_corrections
+    assert res.reasoning_corrections[1]["now"] == f"which {right} {label}"
+
+
 # -- the held-out spoken set --------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["a", "b"])
 def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which):

@@ -505,6 +505,28 @@ def test_the_answer_never_cites_a_modality_that_was_not_observed(client, script,
         assert "face" not in answer and "voice" not in answer and "smile" not in answer, answer
 
 
+def test_the_answer_states_the_evidences_verdicts_streamed_or_not(client, script, clips):
+    """Forced model output that gives the words a verdict against the Evidence (and on another label):
+    the answer states the Evidence's verdict, whole or streamed, and the ``deemo`` field lists the
+    change, as `deemo analyze` does."""
+    script.reply = ', "hello there", read neutral, which fits zzz. Their words point to zzz.'
+    try:
+        msgs = [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"file://{clips / 'speech.wav'}"}}, {"type": "text", "text": "How do they feel?"}]}]
+        r = client.chat.completions.create(model="deemo", messages=msgs, max_tokens=40)
+        chunks = [c for c in client.chat.completions.create(model="deemo", messages=msgs, max_tokens=40, stream=True)]
+    finally:
+        script.reply = None
+    label = r.model_extra["deemo"]["label"]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    fixed = [c.model_extra["deemo"]["reasoning_corrections"] for c in chunks if "reasoning_corrections" in (c.model_extra or {}).get("deemo", {})]
+    for answer in (r.choices[0].message.content, streamed):
+        assert answer.startswith(f"Emotion: {label}. Reasoning: Their words") and "zzz" not in answer, answer
+        assert f"which fits {label}." in answer or f"which does not fit {label}." in answer, answer
+    for got in (r.model_extra["deemo"]["reasoning_corrections"], *fixed):
+        assert got[0]["cue"] == "words" and got[0]["said"] == "which fits zzz" and got[-1]["cue"] == "closing", got
+    assert len(fixed) == 1
+
+
 CALENDAR = {"type": "function", "function": {"name": "lookup_calendar", "description": "The user's appointments on a day.", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}}}
 
 

@@ -6,6 +6,7 @@ Checks the conversions against their sources, and the main job end to end throug
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,16 @@ def test_analyze_sample_clip(tmp_path):
     assert len(out["reasoning"]) > 20 and out["reasoning"][-1] in ".!?"  # ends at a sentence boundary
     sentences = [s.strip().lower() for s in out["reasoning"].replace("!", ".").replace("?", ".").split(".") if s.strip()]
     assert len(sentences) == len(set(sentences))  # no sentence repeats
+    # whatever the model wrote, the face's and the words' verdicts are the Evidence's
+    from deemo_llama.evidence import Evidence
+    from deemo_llama.prompting import cue_verdicts
+
+    verdicts = cue_verdicts(Evidence.from_dict(ev), out["label"])
+    assert verdicts["face"] == (out["label"] == "happy") and isinstance(out["reasoning_corrections"], list)
+    for sentence in re.split(r"(?<=[.!?])\s+", out["reasoning"]):
+        for cue, fits in verdicts.items():
+            if sentence.startswith(f"Their {cue}") and " fit" in sentence:
+                assert f"which {'fits' if fits else 'does not fit'} {out['label']}" in sentence, (sentence, out["reasoning_corrections"])
     assert {"decode", "deid", "transcribe", "analyze_facial_expression", "analyze_voice", "llm_label", "llm_reasoning", "total"} <= set(out["timings"])
     assert abs(sum(out["scores"].values()) - 1) < 1e-3
 

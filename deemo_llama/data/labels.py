@@ -56,6 +56,16 @@ LABEL_SETS: dict[str, LabelSet] = {
 LABEL_SET_NAMES = (*LABEL_SETS, "custom")
 
 
+def label_set_for(labels: Sequence[str]) -> LabelSet:
+    """The named set whose labels are exactly ``labels`` (so its synonyms apply), else a custom set of
+    them that knows the basic synonyms pointing into it ("fearful" -> "fear" when "fear" is a label)."""
+    labels = tuple(str(x).strip().lower() for x in labels)
+    for ls in LABEL_SETS.values():
+        if ls.labels == labels:
+            return ls
+    return LabelSet("custom", labels, synonyms={k: v for k, v in _BASIC_SYNONYMS.items() if v in labels})
+
+
 def get_label_set(name: str, labels: Sequence[str] | None = None) -> LabelSet:
     """A named set, or ``custom`` with ``labels`` (lower-cased, unique, at least two)."""
     if name == "custom":

@@ -93,7 +93,7 @@ def markdown(report: dict, recs: list[dict]) -> str:
              f"{report['n']} items; {len(report['failed_items'])} failed and not scored. Intervals: 95 % bootstrap over items.", ""]
     if "accuracy" in m:
         lines += ["## Recognition", "", _table(["metric", "value [95 % CI]"], [[k, m[k]] for k in ("accuracy", "uar", "weighted_f1", "macro_f1")]
-                                                + [["largest share of predictions", m["top_prediction_share"]], ["unparsed replies", m["unparsed"]], ["explanations citing only observed evidence", "n/a" if m.get("cites_only_observed") is None else m["cites_only_observed"]], ["label read from", ", ".join(f"{k} {v}" for k, v in m["parsed_from"].items())]]), ""]
+                                                + [["largest share of predictions", m["top_prediction_share"]], ["unparsed replies", m["unparsed"]], ["explanations citing only observed evidence", "n/a" if m.get("cites_only_observed") is None else m["cites_only_observed"]], ["explanations whose cue verdicts were set right to the Evidence", "n/a" if m.get("verdicts_corrected") is None else m["verdicts_corrected"]], ["label read from", ", ".join(f"{k} {v}" for k, v in m["parsed_from"].items())]]), ""]
         lines += ["### Per class", "", _table(["label", "precision", "recall", "f1", "support", "share of predictions"], [[c, d["precision"], d["recall"], d["f1"], d["support"], d["predicted"]] for c, d in m["per_class"].items()]), ""]
         lines += ["### Confusion (rows true, columns predicted)", "", _table(["", *m["labels"]], [[c, *row] for c, row in zip(m["labels"], m["confusion"])]), ""]
         for col, f in m.get("fairness", {}).items():

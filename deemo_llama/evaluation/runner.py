@@ -102,7 +102,7 @@ class LocalBackend:
                 return Reply(text, None, None, evidence_summary(used.to_dict(), self.analyzer.pipeline.forward_media), {"mode": f"{self.analyzer.mode} (free text)"}, time.perf_counter() - t)
             res = self.analyzer.analyze(item.media, question=item.question, labels=item.labels, evidence=ev)
         text = f"{answer_prefix(res.label)} {res.reasoning}".rstrip()  # the gateway's answer format
-        return Reply(text, res.label, res.scores, evidence_summary(res.evidence, self.analyzer.pipeline.forward_media), {"mode": res.mode, "timings": res.timings, "fusion": res.fusion}, time.perf_counter() - t)
+        return Reply(text, res.label, res.scores, evidence_summary(res.evidence, self.analyzer.pipeline.forward_media), {"mode": res.mode, "timings": res.timings, "fusion": res.fusion, "reasoning_corrections": res.reasoning_corrections}, time.perf_counter() - t)
 
     async def ask(self, item: Item) -> Reply:
         return await asyncio.to_thread(self._ask, item)

@@ -545,7 +545,7 @@ class Gateway:
         return ext
 
     async def _complete(self, body: dict, prepared: Prepared) -> dict:
-        from ..prompting import filter_reasoning, observed_modalities
+        from ..prompting import read_reasoning, reasoning_checks
 
         await self._label(body, prepared)
         prefix, lead, events = self._loop(body, prepared, stream=False)
@@ -554,9 +554,10 @@ class Gateway:
             if ev.kind == "final":
                 final = ev
         turn = final.turn
-        content = turn.content
+        content, corrected = turn.content, []
         if prefix:
-            content = f"{prefix} {filter_reasoning([lead, turn.content or ''], observed_modalities(prepared.evidence, self.trained))}".rstrip()
+            flt = read_reasoning([lead, turn.content or ""], **reasoning_checks(prepared.evidence, prepared.label, prepared.labels, self.trained))
+            content, corrected = f"{prefix} {flt.text}".rstrip(), flt.corrected
             if prepared.fusion:  # as `deemo analyze`: the cues that drove the fused label
                 content += " " + prepared.fusion["sentence"]
         out = dict(turn.raw or {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": body["model"], "choices": [{"index": 0, "finish_reason": turn.finish_reason or "stop"}]})
@@ -567,11 +568,13 @@ class Gateway:
         if final.usage:
             out["usage"] = final.usage
         out["deemo"] = {**self._extension(body, prepared), "tool_trace": [s.to_dict() for s in final.steps]}
+        if prefix:  # as `deemo analyze`: the explanation's cue verdicts that were set right to the Evidence
+            out["deemo"]["reasoning_corrections"] = corrected
         return out
 
     async def _stream(self, body: dict, prepared: Prepared, scratch) -> AsyncIterator[bytes]:
         """SSE: the deemo extension first, then content deltas; each tool step as a ``deemo.tool_step`` chunk."""
-        from ..prompting import ReasoningFilter, observed_modalities
+        from ..prompting import ReasoningFilter, reasoning_checks
 
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
@@ -585,7 +588,7 @@ class Gateway:
             await self._label(body, prepared)
             prefix, lead, events = self._loop(body, prepared, stream=True)
             yield chunk({"role": "assistant"}, deemo=self._extension(body, prepared))
-            flt = ReasoningFilter(lead, observed_modalities(prepared.evidence, self.trained)) if prefix else None
+            flt = ReasoningFilter(lead, **reasoning_checks(prepared.evidence, prepared.label, prepared.labels, self.trained)) if prefix else None
             if prefix:
                 yield chunk({"content": prefix})
             finish = "stop"
@@ -611,6 +614,8 @@ class Gateway:
                 await events.aclose()
             if flt and (tail := flt.finish()):
                 yield chunk({"content": (" " + tail.lstrip()) if flt.out == [tail] else tail})
+            if flt:
+                yield chunk(deemo={"reasoning_corrections": flt.corrected})
             if prefix and prepared.fusion:
                 yield chunk({"content": " " + prepared.fusion["sentence"]})
             yield chunk(finish=finish)

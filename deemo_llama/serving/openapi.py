@@ -92,7 +92,7 @@ CHAT_RESPONSE = {
             "message": {"type": "object", "required": ["role"], "properties": {"role": {"const": "assistant"}, "content": {"type": ["string", "null"]}, "tool_calls": {"type": "array", "items": TOOL_CALL}}},
             "finish_reason": {"type": ["string", "null"]}}}},
         "usage": {"type": "object", "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")}},
-        "deemo": {"type": "object", "description": "evidence, label, scores, fusion, mode, deidentification, tool_trace"},
+        "deemo": {"type": "object", "description": "evidence, label, scores, fusion, mode, deidentification, tool_trace, reasoning_corrections"},
     },
 }
 

@@ -21,6 +21,13 @@ from .base import Task, label_set_of
 UNPARSED = "<unparsed>"
 
 
+def corrections(raw: dict) -> int | None:
+    """How many cue verdicts the system set right in this reply's explanation (``deemo analyze``
+    reports ``reasoning_corrections``, the gateway its ``deemo`` field's); None when not reported."""
+    got = raw.get("reasoning_corrections", (raw.get("deemo") or {}).get("reasoning_corrections"))
+    return len(got) if isinstance(got, list) else None
+
+
 class RecognitionTask(Task):
     name = "recognition"
     kinds = ("recognition",)
@@ -30,14 +37,15 @@ class RecognitionTask(Task):
 
         ls = label_set_of(row)
         why = grounding(reply.get("text") or "", reply.get("evidence"))
+        fixed = corrections(reply.get("raw") or {})
         scores = reply.get("scores")
         if scores:
             own = {ls.normalise(k): v for k, v in scores.items()}
             own = {k: v for k, v in own.items() if k is not None}
             if own:
-                return {"label": max(own, key=own.get), "how": "scores", "scores": own, "grounding": why}
+                return {"label": max(own, key=own.get), "how": "scores", "scores": own, "grounding": why, "corrections": fixed}
         ex = extract_label(reply.get("text") or "", ls)
-        return {"label": ex.label or UNPARSED, "how": ex.how, "scores": None, "grounding": why}
+        return {"label": ex.label or UNPARSED, "how": ex.how, "scores": None, "grounding": why, "corrections": fixed}
 
     def metrics(self, records: Sequence[dict], bootstrap: int = 1000) -> dict:
         if not records:
@@ -59,6 +67,10 @@ class RecognitionTask(Task):
         grounded = [g["grounded"] for r in records if (g := r["prediction"].get("grounding")) is not None]
         # the judge-free reasoning proxy: explanations whose cues name only modalities that were observed
         out["cites_only_observed"] = float(np.mean(grounded)) if grounded else None
+        # how often the model's own explanation stated a cue verdict against the Evidence (set right
+        # before the user saw it: prompting.ReasoningFilter); None when the system does not report it
+        fixed = [c for r in records if (c := r["prediction"].get("corrections")) is not None]
+        out["verdicts_corrected"] = float(np.mean([c > 0 for c in fixed])) if fixed else None
         return out
 
 
