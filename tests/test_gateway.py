@@ -527,6 +527,23 @@ def test_the_answer_states_the_evidences_verdicts_streamed_or_not(client, script
     assert len(fixed) == 1
 
 
+def test_the_ui_shows_what_the_filter_set_right(client, script, clips):
+    """The chat UI's turn (serving/ui.respond, through the gateway): the answer states the Evidence's
+    verdict, and a collapsed note under it says what the model had written."""
+    from deemo_llama.serving.ui import respond
+
+    script.reply = ', "hello there", read neutral, which fits zzz.'
+    try:
+        *_, last = respond(client, "deemo", "How do they feel?", None, str(clips / "speech.wav"), "none", [], [])  # words only: the lead is "Their words"
+    finally:
+        script.reply = None
+    history = last[0]
+    answer = next(m for m in history if m.role == "assistant" and m.content.startswith("Emotion: "))
+    note = history[-1]
+    assert "zzz" not in answer.content and "which fits zzz" in note.content, (answer.content, note.content)
+    assert note.metadata["title"].startswith("explanation checked against the Evidence: 1 part set right")
+
+
 CALENDAR = {"type": "function", "function": {"name": "lookup_calendar", "description": "The user's appointments on a day.", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}}}
 
 

@@ -98,6 +98,15 @@ def _step_message(s: dict):
     return ChatMessage(role="assistant", content=s["summary"], metadata={"title": f"{s['title']} {s['name']} ({s['status']}, {s['seconds']:.1f} s{', cached' if s.get('cached') else ''})", "status": "done"})
 
 
+def corrections_message(corrected: list[dict]):
+    """A collapsed note under the answer: the parts of the model's explanation that stated something
+    against the Evidence, what they said and what the answer says instead."""
+    from gradio import ChatMessage
+
+    lines = [f"- {c['cue']}: the model wrote \"{c['said']}\"; the Evidence says " + (f"\"{c['now']}\"" if c["now"] else "nothing (the sentence was dropped)") for c in corrected]
+    return ChatMessage(role="assistant", content="\n".join(lines), metadata={"title": f"explanation checked against the Evidence: {len(corrected)} part{'s' if len(corrected) > 1 else ''} set right", "status": "done"})
+
+
 def evidence_steps(evidence: dict) -> list[dict]:
     """The Evidence record's experts as steps (same shape as the tool loop's steps)."""
     steps = [{"title": "expert", "name": n, "status": env.get("status", "ok"), "summary": env.get("summary", ""), "seconds": evidence.get("timings", {}).get(n, 0.0), "result": env} for n, env in evidence.get("experts", {}).items()]
@@ -148,6 +157,8 @@ def respond(client, model: str, text: str, video: str | None, audio: str | None,
             history.insert(len(history) - 1, _step_message(s))
         if chunk.choices and chunk.choices[0].delta.content:
             answer.content += chunk.choices[0].delta.content
+        if ext.get("reasoning_corrections"):  # what the sentence filter set right, after the answer
+            history.append(corrections_message(ext["reasoning_corrections"]))
         yield history, preview_video, preview_audio, None, convo
     convo = list(convo) + [{"role": "user", "content": text or "How does the person feel, and why?"}, {"role": "assistant", "content": answer.content}]
     yield history, preview_video, preview_audio, estimates_figure(steps, scores), convo
