@@ -5,7 +5,8 @@
 The held-out set is `deemo data synth --heldout-set a` (96 clips: 8 per MER class of each kind;
 sentences, voices and prosody values the training corpus never uses; set b shares nothing with set a
 either, for confirming a choice made by looking at a), built by `deemo data build` inside the
-privacy boundary (experts fast, Whisper transcripts of the anonymised audio), then asked by
+privacy boundary (experts fast, Whisper transcripts made as the checkpoint's training rows were:
+of the anonymised audio, or of the raw audio inside the boundary), then asked by
 `deemo eval run --task recognition` once per system, all on the same rows in one run:
 
     (a) free text     the base LLM (zero-shot), its unforced answer; the label read from the text
@@ -64,11 +65,22 @@ def sh(*args, **kw) -> subprocess.CompletedProcess:
     return r
 
 
-def build(work: Path, which: str) -> Path:
+def transcribe_from(checkpoint: str) -> str:
+    """The audio the checkpoint's training transcripts were made from: the held-out rows are made so too."""
+    from deemo_llama.assets import default_checkpoint
+    from deemo_llama.config import DeemoConfig
+
+    return DeemoConfig.load(default_checkpoint() if checkpoint == "default" else Path(checkpoint)).transcribe_from
+
+
+def build(work: Path, which: str, source: str) -> Path:
     rows = work / "built" / "test.jsonl"
     if not rows.is_file():
         sh(*DEEMO, "data", "synth", work / "clips", "--heldout-set", which)
-        sh(*DEEMO, "data", "build", work / "clips" / "manifest.jsonl", work / "built", "--kinds", "recognition", "--experts", "fast", "--transcript", "whisper", "--split", "0,0,1")
+        sh(*DEEMO, "data", "build", work / "clips" / "manifest.jsonl", work / "built", "--kinds", "recognition", "--experts", "fast", "--transcript", "whisper", "--transcribe-from", source, "--split", "0,0,1")
+    made = json.loads((work / "built" / "build.json").read_text())["options"].get("transcribe_from", "anonymised")
+    if made != source:
+        raise SystemExit(f"{work}: its rows were transcribed from the {made} audio, the checkpoint's from the {source} audio: use another --work")
     return rows
 
 
@@ -99,7 +111,9 @@ def main() -> None:
     ap.add_argument("--heldout-set", default="a", choices=["a", "b"], help="which held-out spoken set: a (the benchmark's) or b (for confirmation)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    rows = build(args.work, args.heldout_set)
+    source = transcribe_from(args.checkpoint)
+    rows = build(args.work, args.heldout_set, source)
+    print(f"transcripts: Whisper on the {source} audio (as the checkpoint was trained)", flush=True)
     from deemo_llama.data.synth import plan_heldout
 
     first = json.loads(rows.read_text().splitlines()[0])["clip_id"]

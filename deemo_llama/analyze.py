@@ -117,7 +117,8 @@ class Analyzer:
         self.labels = tuple(labels or (self.fuser.labels if self.fuser else DEFAULT_LABELS))
         self.max_new_tokens = max_new_tokens
         # The privacy boundary: the models below only ever see blurred frames, McAdams-anonymised
-        # audio and the transcript of that audio; the experts read the raw media inside it.
+        # audio and a transcript (words only); Whisper (on the audio the checkpoint was trained with)
+        # and the experts read the raw media inside it.
         self.deid = deid
         self.pipeline = EvidencePipeline(
             experts,
@@ -128,6 +129,7 @@ class Analyzer:
             forward_media=self.mode != "zero-shot" and bool(config.projectors_trained),
             model_frames=model_frames_of(self.model.config),
             deidentify=deid,
+            transcribe_from=config.transcribe_from,  # as the checkpoint's training rows were transcribed
         )
         # content-free calibration for the LLM that was never trained on the task (scoring.py); a
         # fine-tuned one has learned its data's label prior and is scored raw
@@ -139,17 +141,16 @@ class Analyzer:
         parts, videos, audios = media_parts(self.pipeline.forward_media, evidence, self.model.config.modalities)
         return build_messages(evidence, labels or self.labels, question, parts), videos, audios
 
-    def stream_reasoning(self, messages: list[dict], videos, audios, label: str, lead: str = "", allowed: set[str] | None = None, *, flt: ReasoningFilter | None = None) -> Iterator[str]:
-        """Greedy explanation of ``label`` opening with ``lead``: yields whole sentences that cite only
-        the ``allowed`` (observed) modalities, stops at a repeated one. ``flt``: the filter to read it
-        through instead (``ReasoningFilter(lead, **reasoning_checks(...))`` also sets the face's and the
+    def stream_reasoning(self, messages: list[dict], videos, audios, label: str, flt: ReasoningFilter) -> Iterator[str]:
+        """Greedy explanation of ``label``, opening with the filter's lead and read through it: yields
+        whole sentences that cite only observed modalities, stops at a repeated one
+        (``ReasoningFilter(reasoning_lead(ev), **reasoning_checks(...))`` also sets the face's and the
         words' verdicts right; its ``corrected`` says what it changed)."""
         from .generation import stream_chat
 
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        flt = flt or ReasoningFilter(lead, allowed)
-        lead = lead or flt.buffer
+        lead = flt.lead
 
         class UntilFiltered(StoppingCriteria):  # generation runs on a thread: stop it when the filter is done
             def __call__(self, input_ids, scores, **kwargs):
@@ -197,9 +198,8 @@ class Analyzer:
         timings["llm_label"] = time.perf_counter() - t
         t = time.perf_counter()
         pieces = []
-        lead = reasoning_lead(ev)
-        flt = ReasoningFilter(lead, **reasoning_checks(ev, label, labels, self.pipeline.forward_media))
-        for piece in self.stream_reasoning(messages, videos, audios, label, lead, flt=flt):
+        flt = ReasoningFilter(reasoning_lead(ev), **reasoning_checks(ev, label, labels, self.pipeline.forward_media))
+        for piece in self.stream_reasoning(messages, videos, audios, label, flt):
             pieces.append(piece)
             if on_reasoning:
                 on_reasoning(piece)

@@ -149,7 +149,7 @@ def models_export_default(
         build = json.loads((data / "build.json").read_text()) if (data / "build.json").is_file() else None
         if build is None:
             raise DeemoError(f"--data {data}: no build.json (not a `deemo data build` folder)")
-        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts"
+        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts of the {build['options'].get('transcribe_from', 'anonymised')} audio"
         card["data"] = {k: build[k] for k in ("manifest_sha256", "builder_version", "label_set", "options", "rows") if k in build}
     for item in score or []:
         k, sep, v = item.partition("=")
@@ -188,6 +188,7 @@ def models_info(checkpoint: Annotated[Optional[Path], typer.Argument(help="Check
         t.add_row(name, f"{desc} -> {pj.type} projector{f' ({extra})' if extra else ''} -> {m.num_tokens} x {m.placeholder} (id {m.placeholder_id})")
     t.add_row("projectors trained", str(cfg.projectors_trained))
     t.add_row("LoRA adapter", str((Path(ckpt) / "adapter").is_dir()))
+    t.add_row("transcripts", f"Whisper on the {cfg.transcribe_from} audio" + (" (inside the privacy boundary; only the words leave it)" if cfg.transcribe_from == "raw" else " (McAdams)"))
     for line in provenance_lines(Path(ckpt)):
         t.add_row(*line)
     Console().print(t)

@@ -27,6 +27,8 @@ from .errors import AssetError
 SHIPPED = Path(__file__).parent / "defaults" / "trained"
 PROJECTORS_FILE = "projectors.safetensors"
 PROVENANCE = ("fuser.json", "recipe.yaml", "train_summary.json", "card.json")
+# the trained checkpoint's DeemoConfig settings that the composed one takes over from it (how it is run)
+CONFIG_FILE, CONFIG_KEYS = "config_delta.json", ("transcribe_from",)
 
 
 def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | None = None) -> Path:
@@ -35,6 +37,7 @@ def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | No
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from .config import DeemoConfig
     from .modeling import ADAPTER_DIR
 
     trained, out = Path(trained), Path(out)
@@ -52,6 +55,8 @@ def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | No
     for name in PROVENANCE:
         if (trained / name).is_file():
             shutil.copy(trained / name, out / name)
+    settings = DeemoConfig.load(trained).to_dict()
+    (out / CONFIG_FILE).write_text(json.dumps({k: settings[k] for k in CONFIG_KEYS}, indent=2) + "\n")
     if card is not None:
         (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     return out
@@ -82,6 +87,10 @@ def compose(base: str | Path, out: str | Path, delta: str | Path = SHIPPED) -> P
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = DeemoConfig.load(out)
     config.projectors_trained = True
+    if (delta / CONFIG_FILE).is_file():  # absent in a delta exported before it existed: the defaults
+        for k, v in json.loads((delta / CONFIG_FILE).read_text()).items():
+            if k in CONFIG_KEYS:
+                setattr(config, k, v)
     config.save(out)
     (out / ADAPTER_DIR).mkdir()
     adapter = load_file(str(delta / ADAPTER_DIR / "adapter_model.safetensors"))

@@ -4,6 +4,7 @@ This is the ONE path from a clip to what the language model is told, shared by `
 the gateway, the instruction-data builder and the evaluation runner:
 
     decode once (PyAV, at the profile's frame rate) ──┬─ audio -> McAdams -> Whisper transcript of the ANONYMISED audio
+                                                       │    (or of the raw audio, inside the boundary: ``transcribe_from="raw"``)
                                                        ├─ experts on the raw decoded media (inside the privacy boundary):
                                                        │    face (frames), body (frames), voice (audio)
                                                        └─ physiology from its own recording, when given
@@ -49,6 +50,11 @@ MAX_FRAME_SIDE = 960
 # Frame rate of the de-identified video the model's frames are decoded from (the data builder's stored
 # video: `deemo data build --video-fps`): at most this many frames per second are blurred and encoded.
 MODEL_VIDEO_FPS = 10.0
+# Which audio Whisper transcribes. Only the words leave the boundary either way; "raw" transcribes
+# the original audio inside the boundary (as DEEMO's own data pipeline transcribed the original
+# videos), "anonymised" the McAdams audio the model also hears. A checkpoint records the one its
+# training rows were made with (DeemoConfig.transcribe_from) and is run the same way.
+TRANSCRIBE_FROM: tuple[str, ...] = ("anonymised", "raw")
 
 
 @dataclass(frozen=True)
@@ -170,13 +176,17 @@ class EvidencePipeline:
         deidentify: bool = True,
         deidentifier=None,
         video_fps: float | None = MODEL_VIDEO_FPS,
+        transcribe_from: str = "anonymised",
     ):
         from .privacy.deid import DeidOptions, Deidentifier
         from .tools import ToolCache
 
         if profile not in PROFILE_SPECS:
             raise DeemoError(f"unknown experts profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        if transcribe_from not in TRANSCRIBE_FROM:
+            raise DeemoError(f"transcribe_from must be one of {', '.join(TRANSCRIBE_FROM)}, not {transcribe_from!r}")
         self.spec = PROFILE_SPECS[profile]
+        self.transcribe_from = transcribe_from
         # ``deidentifier``: share one (its CenterFace session) between pipelines, e.g. the gateway's profiles
         self.deidentifier = deidentifier or Deidentifier(deid_options or DeidOptions(audit=False, transcribe=False, max_seconds=max_seconds))
         self._transcriber = transcriber
@@ -207,7 +217,8 @@ class EvidencePipeline:
 
     # -- the pipeline ------------------------------------------------------------------------------
     def run(self, path: str | Path, physiology: str | Path | None = None, physio_args: dict | None = None, key: str | None = None, transcript: str | None = None) -> Evidence:
-        """Decode ``path`` once, de-identify, transcribe the anonymised audio, run the profile's
+        """Decode ``path`` once, de-identify, transcribe (the anonymised audio, or the raw audio inside
+        the boundary: ``transcribe_from``), run the profile's
         experts and the transcript expert; raises MediaError (one line) for unusable media, records failing experts.
 
         ``transcript``: what is said, when it is known already (a dataset's transcription); Whisper
@@ -230,8 +241,9 @@ class EvidencePipeline:
             futures = {name: pool.submit(self._timed, fn) for name, fn in jobs.items()}
             t = time.perf_counter()
             tr = None
-            if transcript is None and media.audio is not None:
-                tr = self.transcriber(media.audio)
+            heard = clip.audio if self.transcribe_from == "raw" else media.audio
+            if transcript is None and heard is not None:
+                tr = self.transcriber(heard)
             timings["transcribe"] = time.perf_counter() - t
             for name, fut in futures.items():
                 ok, value, seconds = fut.result()
@@ -254,7 +266,7 @@ class EvidencePipeline:
         timings["total"] = time.perf_counter() - t_all
         return Evidence(
             profile=self.spec.name,
-            clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes, "transcript_source": "given" if transcript is not None else "whisper (anonymised audio)" if tr else "none"},
+            clip={"name": path.name, "duration_s": round(clip.duration, 2), "fps": clip.fps, "has_video": clip.has_video, "has_audio": clip.has_audio, "frames_decoded": 0 if clip.frames is None else len(clip.frames), "notes": clip.notes, "transcript_source": "given" if transcript is not None else f"whisper ({self.transcribe_from} audio)" if tr else "none"},
             deid=deid,
             transcript=said,
             segments=[asdict(s) for s in tr.segments] if tr else [],
@@ -312,7 +324,8 @@ class EvidencePipeline:
         return clip
 
     def _deidentify(self, clip: Clip, key: str) -> tuple[DeidMedia, dict[str, Any]]:
-        """(the anonymised audio the transcript is made from, the deid report). The model's media, when
+        """(the anonymised audio, which the transcript is made from unless ``transcribe_from`` is raw,
+        the deid report). The model's media, when
         forwarded, are made afterwards from the de-identified file (:meth:`model_media`)."""
         if not self.deidentify:
             return DeidMedia(None, clip.audio), {"skipped": "the input is declared de-identified already (--no-deid)"}

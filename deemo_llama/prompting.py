@@ -6,7 +6,7 @@ the training rows see the same text:
 
     system   SYSTEM_PROMPT
     user     [video] [audio]            (only when the checkpoint's projectors are trained)
-             The person says: "<transcript of the anonymised audio>"
+             The person says: "<the transcript>"
              Observations (expert tools, inside the privacy boundary):
              - Face: ...                (one short line per expert that ran)
              - Voice: ...
@@ -255,7 +255,8 @@ class ReasoningFilter:
     """
 
     def __init__(self, lead: str = "", allowed: set[str] | None = None, verdicts: dict[str, bool] | None = None, label: str | None = None, word_cue: str | None = None):
-        self.buffer = lead  # the forced opening words (reasoning_lead): part of the first sentence
+        self.lead = lead  # the forced opening words (reasoning_lead): part of the first sentence
+        self.buffer = lead
         self.allowed = allowed
         self.verdicts = verdicts if label else None
         self.label = label
@@ -345,11 +346,6 @@ def read_reasoning(pieces, **checks) -> ReasoningFilter:
     return f
 
 
-def filter_reasoning(pieces, allowed: set[str] | None = None) -> str:
-    """Whole generated text -> the filtered reasoning (:func:`read_reasoning`'s text)."""
-    return read_reasoning(pieces, allowed=allowed).text
-
-
 # -- reasoning composed from the evidence (instruction data) ---------------------------------------
 # valence of the common emotion labels (for "which fits <label>" in composed reasoning)
 POSITIVE = {"happy", "happiness", "surprise"}
@@ -366,13 +362,17 @@ def _tone_fits(tone: str, label: str) -> bool | None:
     return None  # a label with no valence (e.g. BAH): no verdict
 
 
+# the verdict phrase of the composed explanations; _VERDICT reads it back (with the model's variants)
+FITS, DOES_NOT_FIT = ", which fits", ", which does not fit"
+
+
 def _fit(fits: bool | None, label: str) -> str:
-    return "" if fits is None else f", which fits {label}" if fits else f", which does not fit {label}"
+    return "" if fits is None else f"{FITS} {label}" if fits else f"{DOES_NOT_FIT} {label}"
 
 
 # the cues an explanation gives a verdict on ("..., which fits <label>"), in the order it names them
 VERDICT_CUES = ("face", "words")
-_VERDICT = re.compile(r", which (?:does not fit|doesn't fit|fits|fit) [\w-]+(?: [\w-]+)?(?=[.!?]?\s*$)")
+_VERDICT = re.compile(rf"(?:{re.escape(DOES_NOT_FIT)}|{re.escape(FITS)}|, which doesn't fit|, which fit) [\w-]+(?: [\w-]+)?(?=[.!?]?\s*$)")
 _CLOSING = re.compile(r"^\s*(?:their )?(?:face|words)(?: and (?:their )?(?:face|words))? points? to [\w -]+?[.!?]?\s*$", re.I)
 _SUBJECT = re.compile(r"^\s*their (face|words)\b", re.I)
 _WORD_CUE = re.compile(r", with [\w-]+ words \([^)]*\)")

@@ -65,6 +65,7 @@ def test_missing_default_assets_named(tmp_path, media_dir):
 def test_models_info(tiny_ckpt):
     r = run("models", "info", tiny_ckpt)
     assert r.returncode == 0 and "<|video|>" in r.stdout and "projectors trained" in r.stdout
+    assert "Whisper on the anonymised audio" in r.stdout  # how its clips are transcribed (DeemoConfig.transcribe_from)
 
 
 def test_sample_command_writes_audio_only(tmp_path):

@@ -276,6 +276,7 @@ def test_a_bad_clip_goes_to_errors_json_and_the_build_goes_on(tmp_path, media_di
     ("clip,label\nok.wav,happy\n", [], "m.csv: name the label set with --label-set"),
     ("clip,label\nok.wav,happy\n", ["--label-set", "custom", "--labels", "calm"], "the custom label set needs at least two labels"),
     ("clip,label\nok.wav,happy\n", ["--label-set", "mer", "--kinds", "recognition,essay"], "unknown row kind(s) ['essay']"),
+    ("clip,label\nok.wav,happy\n", ["--label-set", "mer", "--transcribe-from", "clean"], "--transcribe-from must be one of anonymised, raw, not 'clean'"),
 ])
 def test_build_input_errors_are_one_line_and_lose_nothing(tmp_path, media_dir, manifest, args, message):
     out = tmp_path / "out"

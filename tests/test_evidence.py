@@ -46,6 +46,25 @@ def test_profiles(pipeline, media_dir):
         pipeline("context")
 
 
+@pytest.mark.parametrize("source", ["anonymised", "raw"])
+def test_the_transcript_is_made_from_the_audio_the_checkpoint_was_trained_with(pipeline, media_dir, source):
+    """``transcribe_from``: Whisper hears the McAdams audio, or the raw audio inside the boundary; either
+    way only the words leave it, and the record says which."""
+    from deemo_llama.media import load_clip
+
+    p = pipeline("none", transcribe_from=source)
+    ev = p.run(media_dir / "speech.wav")
+    raw = load_clip(media_dir / "speech.wav", num_frames=1).audio
+    heard = p.transcriber.heard
+    assert heard.shape == raw.shape
+    assert np.array_equal(heard, raw) == (source == "raw")  # McAdams changes every stretch of speech
+    assert ev.clip["transcript_source"] == f"whisper ({source} audio)" and ev.transcript
+    from deemo_llama.errors import DeemoError
+
+    with pytest.raises(DeemoError, match="transcribe_from must be one of anonymised, raw, not 'original'"):
+        pipeline("none", transcribe_from="original")
+
+
 def test_the_model_reads_the_media_the_data_builder_stores(pipeline, media_dir, tmp_path):
     """One way to make the model's media: the clip de-identified to a file (as `deemo data build` stores
     a row's media), decoded the checkpoint's way. What `deemo analyze` and the gateway forward is,
@@ -104,9 +123,9 @@ def test_prompt_names_only_the_experts_that_ran():
     ([""], ""),
 ])
 def test_reasoning_ends_at_a_sentence_and_does_not_loop(pieces, expected):
-    from deemo_llama.prompting import ReasoningFilter, filter_reasoning
+    from deemo_llama.prompting import ReasoningFilter, read_reasoning
 
-    assert filter_reasoning(pieces) == expected
+    assert read_reasoning(pieces).text == expected
     f = ReasoningFilter()
     streamed = "".join(f.feed(p) for p in pieces) + f.finish()
     assert streamed.strip() == expected

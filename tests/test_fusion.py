@@ -232,7 +232,7 @@ def test_reasoning_never_names_an_expert_that_did_not_run(tiny, monkeypatch):
     from deemo_llama import analyze as A
     from deemo_llama import generation
     from deemo_llama.evidence import Evidence
-    from deemo_llama.prompting import observed_modalities, reasoning_lead
+    from deemo_llama.prompting import ReasoningFilter, observed_modalities, reasoning_lead
 
     model, proc = tiny
     forced = " is loud and fast. Their face shows a wide smile. The words are upbeat. Their posture is slumped. The voice rises at the end."
@@ -247,7 +247,7 @@ def test_reasoning_never_names_an_expert_that_did_not_run(tiny, monkeypatch):
                   experts={"analyze_voice": {"status": "ok", "estimates": {}, "events": []}, "analyze_facial_expression": {"status": "error"}})
     allowed = observed_modalities(ev)
     assert allowed == {"voice", "words"} and reasoning_lead(ev) == "Their voice"
-    text = "".join(analyzer.stream_reasoning([], [], [], "happy", reasoning_lead(ev), allowed))
+    text = "".join(analyzer.stream_reasoning([], [], [], "happy", ReasoningFilter(reasoning_lead(ev), allowed)))
     assert text == "Their voice is loud and fast. The words are upbeat. The voice rises at the end.", text
     # a trained checkpoint that was shown the de-identified frames may describe what it saw
     assert {"face", "body"} <= observed_modalities(ev, forwarded=True)

@@ -57,10 +57,21 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     rec = {"schema_version": "1", "id": "t", "kind": "recognition", "split": "train", "label": "happy", "label_set": {"name": "custom", "labels": ["happy", "sad"]}, "media": str(media_dir / "talk.mp4"),
            "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "Emotion: happy."}]}
     data.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "id": "u"}) + "\n")
+    # the rows' `deemo data build` summary: their transcripts were made from the raw audio
+    (tmp_path / "build.json").write_text(json.dumps({"options": {"transcribe_from": "raw"}}))
     recipe = load_recipe("cpu-default", [f"data.train={data}", f"model.checkpoint={tmp_path / 'base'}", "stages=[{name: finetune, max_steps: 2}]", "grad_accum=1", "lora.r=4", "lora.alpha=8", f"data.feature_cache_dir={tmp_path / 'features'}"])
     out = train(recipe, tmp_path / "out")
     trained, _ = load_checkpoint(out)
     assert trained.config.projectors_trained
+    assert trained.config.transcribe_from == "raw"  # so analyze and the gateway transcribe its clips the same way
+    # exported as a shipped-default delta and composed onto the base again: the same weights and settings
+    from deemo_llama.defaults import compose, export_delta
+
+    (tmp_path / "composed").mkdir()
+    composed, _ = load_checkpoint(compose(tmp_path / "base", tmp_path / "composed", export_delta(out, tmp_path / "delta")))
+    assert composed.config.transcribe_from == "raw" and composed.config.projectors_trained
+    for name, p in trained.projectors.state_dict().items():
+        assert torch.allclose(composed.projectors.state_dict()[name], p, atol=1e-3, rtol=1e-3), name  # stored as float16
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["examples"] == 2

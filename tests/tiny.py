@@ -80,4 +80,5 @@ class FixedTranscriber:
         from deemo_llama.transcribe import Segment, Transcript
 
         self.calls += 1
+        self.heard = wave  # the audio it was given (which side of the privacy boundary)
         return Transcript(self.text, [Segment(0.0, round(len(wave) / sample_rate, 2), self.text)])

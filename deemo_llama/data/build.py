@@ -3,7 +3,7 @@
 For each manifest row (one clip), inside the privacy boundary:
 
     clip ─ Deidentifier.file ─> OUT/clips/<id>/video.mp4 (blurred, McAdams audio) | audio.wav, report.json
-         └ EvidencePipeline.run ─> OUT/clips/<id>/evidence.json (transcript of the anonymised audio, experts)
+         └ EvidencePipeline.run ─> OUT/clips/<id>/evidence.json (transcript of the anonymised audio, or of the raw one: --transcribe-from; experts)
          └ rows.make_rows ─> recognition / reasoning / tool-use rows  ─> OUT/clips/<id>/record.json
 
 ``record.json`` is written last and atomically: a clip with one is done, and a rebuild reuses it while
@@ -28,7 +28,7 @@ from typing import Sequence
 
 from ..errors import DeemoError
 from ..fsio import atomic_write_text
-from ..evidence import EVIDENCE_VERSION, PROFILES
+from ..evidence import EVIDENCE_VERSION, PROFILES, TRANSCRIBE_FROM
 from ..prompting import PROMPT_VERSION
 from .labels import LabelSet, get_label_set
 from .manifest import SPLITS, ManifestError, ManifestRow, read_manifest
@@ -48,6 +48,7 @@ class BuildOptions:
     seed: int = 0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test, by clips
     transcript: str = "auto"  # auto: the manifest's transcript when given, else Whisper; whisper: always Whisper
+    transcribe_from: str = "anonymised"  # the audio Whisper hears: anonymised (McAdams) or raw (inside the boundary)
     max_seconds: float = 600.0
     video_fps: float | None = 10.0  # frame rate of the stored de-identified video (None: the clip's own)
     reasoning: str = "evidence"  # evidence: answers explain what the Evidence holds; clues: the manifest's clues when given
@@ -62,6 +63,8 @@ class BuildOptions:
             raise DeemoError(f"--reasoning must be one of {', '.join(REASONING_SOURCES)}, not {self.reasoning!r}")
         if self.transcript not in ("auto", "whisper"):
             raise DeemoError(f"--transcript must be auto or whisper, not {self.transcript!r}")
+        if self.transcribe_from not in TRANSCRIBE_FROM:
+            raise DeemoError(f"--transcribe-from must be one of {', '.join(TRANSCRIBE_FROM)}, not {self.transcribe_from!r}")
         if len(self.ratios) != 3 or any(r < 0 for r in self.ratios) or sum(self.ratios) <= 0:
             raise DeemoError(f"split ratios must be three non-negative numbers, got {self.ratios}")
         if self.workers < 1:
@@ -114,7 +117,7 @@ def _key(row: ManifestRow, src: Path, label_set: LabelSet, options: BuildOptions
     """What a clip's record depends on: its manifest row (but not its split), the file, the options."""
     st = src.stat()
     d = {k: v for k, v in row.to_dict().items() if k != "split"}
-    parts = {"row": d, "file": [str(src.resolve()), st.st_size, st.st_mtime_ns], "label_set": asdict(label_set) | {"synonyms": None}, "kinds": list(options.kinds), "experts": options.experts, "video_fps": options.video_fps, "transcript": options.transcript, "reasoning": options.reasoning, "versions": [BUILDER_VERSION, SCHEMA_VERSION, PROMPT_VERSION, EVIDENCE_VERSION, TEMPLATE_VERSION]}
+    parts = {"row": d, "file": [str(src.resolve()), st.st_size, st.st_mtime_ns], "label_set": asdict(label_set) | {"synonyms": None}, "kinds": list(options.kinds), "experts": options.experts, "video_fps": options.video_fps, "transcript": options.transcript, "transcribe_from": options.transcribe_from, "reasoning": options.reasoning, "versions": [BUILDER_VERSION, SCHEMA_VERSION, PROMPT_VERSION, EVIDENCE_VERSION, TEMPLATE_VERSION]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -163,7 +166,7 @@ def _init_worker(options: BuildOptions, cache_dir: str | None, threads: int | No
     from ..tools import ToolCache
 
     deid = DeidOptions(audit=False, transcribe=False, max_seconds=options.max_seconds)
-    _PIPELINE = EvidencePipeline(options.experts, transcriber=transcriber, deid_options=deid, cache=ToolCache(cache_dir) if cache_dir else None, max_seconds=options.max_seconds, video_fps=options.video_fps)
+    _PIPELINE = EvidencePipeline(options.experts, transcriber=transcriber, deid_options=deid, cache=ToolCache(cache_dir) if cache_dir else None, max_seconds=options.max_seconds, video_fps=options.video_fps, transcribe_from=options.transcribe_from)
 
 
 def process(job: Job, label_set: LabelSet, options: BuildOptions) -> dict:

@@ -65,6 +65,7 @@ def build(
     split: Annotated[str, typer.Option(help="train,validation,test shares of the clips (subject-independent when subjects are given).")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
     transcript: Annotated[str, typer.Option(help="auto: the manifest's transcript when given, else Whisper on the anonymised audio; whisper: always Whisper.")] = "auto",
+    transcribe_from: Annotated[str, typer.Option(help="The audio Whisper transcribes: anonymised (the McAdams audio the model hears) or raw (the original audio, inside the privacy boundary; only the words leave it). A checkpoint trained on these rows is run the same way.")] = "anonymised",
     video_fps: Annotated[float, typer.Option(min=0, help="Frame rate of the stored de-identified video (0: the clip's own).")] = 10.0,
     reasoning: Annotated[str, typer.Option(help="Reasoning answers: evidence (composed from the experts' findings and the words said: what the model is shown) or clues (the manifest's clues when a row has them).")] = "evidence",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -77,7 +78,7 @@ def build(
         ratios = tuple(float(x) for x in split.split(","))
     except ValueError:
         raise DeemoError(f"--split {split!r}: expected three numbers, e.g. 0.8,0.1,0.1") from None
-    opts = BuildOptions(label_set=label_set, labels=tuple(x.strip() for x in labels.split(",")) if labels else None, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), experts=experts, workers=workers, seed=seed, ratios=ratios, transcript=transcript, video_fps=video_fps or None, reasoning=reasoning)
+    opts = BuildOptions(label_set=label_set, labels=tuple(x.strip() for x in labels.split(",")) if labels else None, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), experts=experts, workers=workers, seed=seed, ratios=ratios, transcript=transcript, transcribe_from=transcribe_from, video_fps=video_fps or None, reasoning=reasoning)
     r = build_dataset(manifest, out, opts, progress=progress)
     typer.echo(f"{out}: {r.clips} clips ({r.built} built, {r.cached} cached, {r.failed} failed) -> rows " + ", ".join(f"{s} {n}" for s, n in r.rows.items()) + f" in {r.seconds:.1f} s")
     if r.failed:

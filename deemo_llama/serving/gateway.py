@@ -410,7 +410,7 @@ class Gateway:
                 from ..transcribe import Transcriber
 
                 self._transcriber = Transcriber(self.settings.whisper or asset_dir("whisper"))
-            p = EvidencePipeline(profile, transcriber=self._transcriber, deidentifier=self.deid, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained, model_frames=model_frames_of(self.config))
+            p = EvidencePipeline(profile, transcriber=self._transcriber, deidentifier=self.deid, cache=self.cache, max_seconds=self.settings.max_media_seconds, forward_media=self.trained, model_frames=model_frames_of(self.config), transcribe_from=self.config.transcribe_from)
             self._pipelines[profile] = p
         return self._pipelines[profile]
 

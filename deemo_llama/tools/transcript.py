@@ -1,4 +1,5 @@
-"""``analyze_transcript``: emotion and sentiment cues in the words of the anonymised audio's transcript.
+"""``analyze_transcript``: emotion and sentiment cues in the words of the transcript (Whisper on the
+anonymised audio, or on the raw audio inside the privacy boundary: ``EvidencePipeline(transcribe_from=)``).
 
 Two standard lexicons that ship inside packages:
 - the NRC Word-Emotion Association Lexicon (Mohammad & Turney 2013, via ``nrclex``'s bundled
@@ -27,7 +28,7 @@ from typing import Any
 
 from .base import Tool, ToolResult
 
-BACKEND = "NRC emotion lexicon (nrclex) + VADER on the transcript of the anonymised audio"
+BACKEND = "NRC emotion lexicon (nrclex) + VADER on the transcript"
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 NEGATION_SCOPE = 3  # words after a negator that it reaches (VADER looks 3 words back too)
 BOOST, DAMPEN = 1.5, 0.5
@@ -111,13 +112,13 @@ def lexicon_cues(text: str) -> list[dict[str, Any]]:
 class AnalyzeTranscript(Tool):
     name = "analyze_transcript"
     version = "1.0"
-    description = "Emotion and sentiment cues in what the person says (the transcript of the anonymised audio): NRC-lexicon emotion words with negation and intensifiers, and VADER polarity, with the words that triggered each cue."
+    description = "Emotion and sentiment cues in what the person says (the transcript of the speech): NRC-lexicon emotion words with negation and intensifiers, and VADER polarity, with the words that triggered each cue."
     parameters = {
         "type": "object",
         "properties": {"text": {"type": "string", "description": "What the person says (the transcript)."}},
         "required": ["text"],
     }
-    privacy = "Reads the transcript of the McAdams-anonymised audio; returns polarity figures and only the words found in the emotion lexicons (other words, names among them, are not returned)."
+    privacy = "Reads only the transcript (words, no audio); returns polarity figures and only the words found in the emotion lexicons (other words, names among them, are not returned)."
     path_arguments = ()
 
     def run(self, text: str) -> ToolResult:
