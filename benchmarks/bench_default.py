@@ -4,7 +4,8 @@
 
 The held-out set is `deemo data synth --heldout-set a` (96 clips: 8 per MER class of each kind;
 sentences, voices and prosody values the training corpus never uses; set b shares nothing with set a
-either, for confirming a choice made by looking at a), built by `deemo data build` inside the
+either, for confirming a choice made by looking at a; set c, 192 clips, shares nothing with a or b),
+built by `deemo data build` inside the
 privacy boundary (experts fast, Whisper transcripts made as the checkpoint's training rows were:
 of the anonymised audio, or of the raw audio inside the boundary), then asked by
 `deemo eval run --task recognition` once per system, all on the same rows in one run:
@@ -108,7 +109,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
     ap.add_argument("--checkpoint", default="default", help="the fine-tuned checkpoint (default: the shipped default)")
     ap.add_argument("--systems", default=",".join(k[1] for k in SYSTEMS), help="letters of the systems to run")
-    ap.add_argument("--heldout-set", default="a", choices=["a", "b"], help="which held-out spoken set: a (the benchmark's) or b (for confirmation)")
+    ap.add_argument("--heldout-set", default="a", choices=["a", "b", "c"], help="which held-out spoken set: a (the benchmark's), b (96 clips, used once to decide against a recipe) or c (192 clips, no result seen yet)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     source = transcribe_from(args.checkpoint)

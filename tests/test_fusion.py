@@ -287,13 +287,15 @@ def test_analyze_states_the_cue_verdicts_of_the_evidence_not_the_models(tiny_che
 
 
 # -- the held-out spoken set --------------------------------------------------------------------------
-@pytest.mark.parametrize("which", ["a", "b"])
-def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which):
-    from deemo_llama.data.synth import LABELS, PROSODY, plan_corpus, plan_heldout, sentence_pools, subjects
+@pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16)])
+def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which, size):
+    from deemo_llama.data.synth import LABELS, PROSODY, heldout_per_class, plan_corpus, plan_heldout, sentence_pools, subjects
 
-    held = plan_heldout(8, which=which)
-    assert len(held) == 96 and {s["kind"] for s in held} == {"wording", "voice"}
-    assert all(sum(s["label"] == lab and s["kind"] == k for s in held) == 8 for lab in LABELS for k in ("wording", "voice"))
+    assert heldout_per_class(which) == size
+    held = plan_heldout(size, which=which)
+    assert len(held) == 12 * size and {s["kind"] for s in held} == {"wording", "voice"}
+    assert all(sum(s["label"] == lab and s["kind"] == k for s in held) == size for lab in LABELS for k in ("wording", "voice"))
+    assert len({s["transcript"] for s in held if s["kind"] == "wording"}) == 6 * size  # no wording sentence twice
     training = {x for pool in sentence_pools().values() for x in pool}
     assert not {s["transcript"] for s in held} & training
     assert not {s["subject"] for s in held} & set(subjects(0))
@@ -302,11 +304,16 @@ def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which)
     for s in held:  # the class's prosody carries the voice clips; the wording clips speak neutrally
         pros = PROSODY[s["label"] if s["kind"] == "voice" else "neutral"]
         assert pros["pitch"][0] <= s["pitch"] <= pros["pitch"][1]
-    if which == "b":  # nor with set a: a choice made by looking at a is confirmed on b
-        a = plan_heldout(8, which="a")
-        assert not {s["transcript"] for s in held} & {s["transcript"] for s in a}
-        assert not {s["subject"] for s in held} & {s["subject"] for s in a}
-        assert all(s["id"].startswith("heldout-b-") for s in held) and not {s["id"] for s in held} & {s["id"] for s in a}
+    # nor with an earlier set: a choice made by looking at one is confirmed on the next
+    for other in {"b": ["a"], "c": ["a", "b"]}.get(which, []):
+        o = plan_heldout(8, which=other)
+        assert not {s["transcript"] for s in held} & {s["transcript"] for s in o}
+        assert not {s["subject"] for s in held} & {s["subject"] for s in o}
+        assert all(s["id"].startswith(f"heldout-{which}-") for s in held) and not {s["id"] for s in held} & {s["id"] for s in o}
+    from deemo_llama.errors import DeemoError
+
+    with pytest.raises(DeemoError, match=f"held-out set {which} has 1-{size} clips per class and kind, not {size + 1}"):
+        plan_heldout(size + 1, which=which)
 
 
 def test_heldout_set_names_are_checked(tmp_path):
@@ -316,10 +323,10 @@ def test_heldout_set_names_are_checked(tmp_path):
     from deemo_llama.data.synth import plan_heldout
     from deemo_llama.errors import DeemoError
 
-    with pytest.raises(DeemoError, match="no held-out set 'c'"):
-        plan_heldout(8, which="c")
-    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "c"], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "--heldout-set c: the held-out sets are a, b" in r.stderr, r.stderr
+    with pytest.raises(DeemoError, match="no held-out set 'd'"):
+        plan_heldout(8, which="d")
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "d"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--heldout-set d: the held-out sets are a, b, c" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -129,19 +129,19 @@ def formats() -> None:
 @data_app.command("synth")
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder for clips/ and manifest.jsonl.")],
-    clips: Annotated[Optional[int], typer.Option(min=12, help="Number of clips (rounded to the 6 labels x 3 kinds grid; --heldout: 12-96, 2 kinds).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; a held-out set: its own, a 1000, b 2000).")] = None,
+    clips: Annotated[Optional[int], typer.Option(min=12, help="Number of clips (rounded to the 6 labels x 3 kinds grid; a held-out set: 12 to its size, 2 kinds; default: all of it).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; a held-out set: its own, a 1000, b 2000, c 3000).")] = None,
     workers: Annotated[int, typer.Option(min=1)] = 1,
     heldout: Annotated[bool, typer.Option("--heldout", help="A held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
-    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default) or b (shares nothing with a; for confirming a choice made on a).")] = None,
+    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a) or c (192; shares nothing with a or b, written before any result on it).")] = None,
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""
-    from .synth import DEFAULT_CLIPS, HELDOUT_SETS, synth_corpus
+    from .synth import DEFAULT_CLIPS, HELDOUT_SETS, heldout_per_class, synth_corpus
 
     if heldout_set is not None and heldout_set not in HELDOUT_SETS:
         raise DeemoError(f"--heldout-set {heldout_set}: the held-out sets are {', '.join(HELDOUT_SETS)}")
     which = heldout_set or ("a" if heldout else None)
     if which is None and clips is not None and clips < 18:
         raise DeemoError(f"--clips {clips}: the corpus needs at least 18 (6 labels x 3 kinds)")
-    path = synth_corpus(out, clips=clips or (96 if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which)
+    path = synth_corpus(out, clips=clips or (12 * heldout_per_class(which) if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which)
     typer.echo(f"wrote {path}; build it with: deemo data build {path} OUT")
