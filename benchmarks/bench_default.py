@@ -47,13 +47,18 @@ SYSTEMS = {
 }
 
 
+def checkpoint_dir(checkpoint: str) -> Path:
+    from deemo_llama.assets import default_checkpoint
+
+    return default_checkpoint() if checkpoint == "default" else Path(checkpoint)
+
+
 def default_mode(checkpoint: str) -> tuple[str, str]:
     """(mode, why) the checkpoint runs when no --mode is given (analyze.resolve_mode)."""
-    from deemo_llama.assets import default_checkpoint
     from deemo_llama.fusion import find_fuser
     from deemo_llama.serving.gateway import serving_mode
 
-    ckpt = default_checkpoint() if checkpoint == "default" else Path(checkpoint)
+    ckpt = checkpoint_dir(checkpoint)
     fuser = find_fuser(ckpt)
     why = ((fuser.info.get("default_mode") or {}).get("reason") or "the fuser predates the recorded choice") if fuser else "no fuser"
     return serving_mode(ckpt)[0], why
@@ -68,10 +73,9 @@ def sh(*args, **kw) -> subprocess.CompletedProcess:
 
 def transcribe_from(checkpoint: str) -> str:
     """The audio the checkpoint's training transcripts were made from: the held-out rows are made so too."""
-    from deemo_llama.assets import default_checkpoint
     from deemo_llama.config import DeemoConfig
 
-    return DeemoConfig.load(default_checkpoint() if checkpoint == "default" else Path(checkpoint)).transcribe_from
+    return DeemoConfig.load(checkpoint_dir(checkpoint)).transcribe_from
 
 
 def build(work: Path, which: str, source: str) -> Path:
@@ -79,7 +83,9 @@ def build(work: Path, which: str, source: str) -> Path:
     if not rows.is_file():
         sh(*DEEMO, "data", "synth", work / "clips", "--heldout-set", which)
         sh(*DEEMO, "data", "build", work / "clips" / "manifest.jsonl", work / "built", "--kinds", "recognition", "--experts", "fast", "--transcript", "whisper", "--transcribe-from", source, "--split", "0,0,1")
-    made = json.loads((work / "built" / "build.json").read_text())["options"].get("transcribe_from", "anonymised")
+    from deemo_llama.data.build import built_transcribe_from
+
+    made = built_transcribe_from(work / "built")
     if made != source:
         raise SystemExit(f"{work}: its rows were transcribed from the {made} audio, the checkpoint's from the {source} audio: use another --work")
     return rows

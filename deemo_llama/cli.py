@@ -140,6 +140,7 @@ def models_export_default(
     made_by: Annotated[Optional[str], typer.Option(help="How it was made, for the card (default: the commands' names).")] = None,
 ) -> None:
     """Write a fine-tuned checkpoint as the shipped default's delta (projectors, adapter, fuser, card: a few MB)."""
+    from .data.build import built_transcribe_from
     from .defaults import SHIPPED, export_delta
 
     if not (checkpoint / "config.json").is_file():
@@ -149,7 +150,7 @@ def models_export_default(
         build = json.loads((data / "build.json").read_text()) if (data / "build.json").is_file() else None
         if build is None:
             raise DeemoError(f"--data {data}: no build.json (not a `deemo data build` folder)")
-        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts of the {build['options'].get('transcribe_from', 'anonymised')} audio"
+        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts of the {built_transcribe_from(data)} audio"
         card["data"] = {k: build[k] for k in ("manifest_sha256", "builder_version", "label_set", "options", "rows") if k in build}
     for item in score or []:
         k, sep, v = item.partition("=")

@@ -51,8 +51,8 @@ MAX_FRAME_SIDE = 960
 # video: `deemo data build --video-fps`): at most this many frames per second are blurred and encoded.
 MODEL_VIDEO_FPS = 10.0
 # Which audio Whisper transcribes. Only the words leave the boundary either way; "raw" transcribes
-# the original audio inside the boundary (as DEEMO's own data pipeline transcribed the original
-# videos), "anonymised" the McAdams audio the model also hears. A checkpoint records the one its
+# the original audio inside the boundary (an expert that needs the raw voice, like the face and voice
+# experts), "anonymised" the McAdams audio the model also hears. A checkpoint records the one its
 # training rows were made with (DeemoConfig.transcribe_from) and is run the same way.
 TRANSCRIBE_FROM: tuple[str, ...] = ("anonymised", "raw")
 

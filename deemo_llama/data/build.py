@@ -98,6 +98,15 @@ class BuildReport:
 
 
 
+def built_transcribe_from(folder: str | Path) -> str | None:
+    """The audio a `deemo data build` folder's transcripts were made from (its build.json; a build
+    from before the option: anonymised), or None when ``folder`` is not a build folder."""
+    info = Path(folder) / "build.json"
+    if not info.is_file():
+        return None
+    return json.loads(info.read_text()).get("options", {}).get("transcribe_from", BuildOptions.transcribe_from)
+
+
 def safe_name(clip_id: str) -> str:
     """A folder name for a clip id (ids may hold slashes); a hash suffix keeps them distinct."""
     clean = re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("._")[:80] or "clip"

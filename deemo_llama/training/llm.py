@@ -84,15 +84,6 @@ def resolve_data(recipe: Recipe) -> tuple[Path, Path | None]:
     return train_file, guess if Path(recipe.data.train).is_dir() and guess.is_file() and guess.stat().st_size else None
 
 
-def transcribe_from_of(rows_file: Path, default: str) -> str:
-    """The audio the transcripts of ``rows_file`` were made from, by its `deemo data build` folder's
-    build.json (``default`` for a rows file from elsewhere)."""
-    info = Path(rows_file).parent / "build.json"
-    if not info.is_file():
-        return default
-    return json.loads(info.read_text()).get("options", {}).get("transcribe_from", "anonymised")
-
-
 def resolve_device(recipe: Recipe) -> torch.device:
     """The device, and clear errors for CUDA-only options on a machine without CUDA."""
     cuda = torch.cuda.is_available()
@@ -385,7 +376,9 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     # leave them as they were: `deemo analyze` then keeps answering from text); validation scores it so
     model.config.projectors_trained = model.config.projectors_trained or any(len(m) for m in examples.table["modalities"])
     # and is run with transcripts made the way its rows' were (a `deemo data build` folder says how)
-    model.config.transcribe_from = transcribe_from_of(train_file, model.config.transcribe_from)
+    from ..data.build import built_transcribe_from
+
+    model.config.transcribe_from = built_transcribe_from(train_file.parent) or model.config.transcribe_from
     anchors: dict[tuple[str, ...], torch.Tensor] = {}  # label set -> its label words' embeddings (anchor stage)
     t_start = time.perf_counter()
     for si in range(state["stage_index"], len(recipe.stages)):
