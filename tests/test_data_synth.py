@@ -220,7 +220,8 @@ def test_vader_neutral_sentences_for_voice_and_video_only(rows):
         else:
             assert abs(c) > 0.05, (r.transcript, c)
     pools = sentence_pools()
-    assert set(pools) == set(MER) and all(len(v) >= 200 for v in pools.values()), {k: len(v) for k, v in pools.items()}
+    assert set(pools) == {*MER, "voice"} and all(len(v) >= 200 for v in pools.values()), {k: len(v) for k, v in pools.items()}
+    assert pools["voice"] == pools["neutral"]  # the templates' voice and video kinds speak its neutral pool
     assert all(abs(vader_compound(s)) <= 0.05 for s in pools["neutral"][::50])
     assert all(vader_compound(s) > 0.05 for s in pools["happy"][::20]) and all(vader_compound(s) < -0.05 for s in pools["sad"][::20])
 
@@ -242,18 +243,68 @@ def _literals(files=None) -> set[str]:
 
 
 def test_no_sentence_from_the_tests_or_benchmarks(rows):
-    from deemo_llama.data.synth import HELDOUT_SETS, corpus_sentences, sentence_pools
+    from deemo_llama.data.synth import HELDOUT_SETS, WORDINGS, corpus_sentences, sentence_pools
 
     held = {_norm(x) for sentences, neutral, _, _ in HELDOUT_SETS.values() for x in [*(y for v in sentences.values() for y in v), *neutral]}
     lits = _literals() | held  # the held-out spoken sets' sentences (benchmarks) count as the tests' own
     assert len(held) == sum(len(neutral) + sum(map(len, sentences.values())) for sentences, neutral, _, _ in HELDOUT_SETS.values())  # no sentence twice, within a set or across sets
-    pool = [s for v in sentence_pools().values() for s in v]
+    pool = [s for w in WORDINGS for v in sentence_pools(w).values() for s in v]
     parts = [p for s in pool for p in re.split(r"(?<=[.!?])\s+", s) if len(p.split()) >= 4]
     hits = sorted({s for s in pool + parts if _norm(s) in lits})
     assert hits == []
     used = corpus_sentences(seed=0, clips=72)
     assert len(used) == 72 and len({t for _, _, t in used}) == 72 and all(t in set(pool) for _, _, t in used)
     assert {r.transcript for r in rows} <= set(pool)
+
+
+def _runs(sentence: str, n: int) -> set[tuple[str, ...]]:
+    words = _norm(sentence).split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_everyday_wording_is_its_own_bank_and_no_held_out_sentence():
+    """``--wording everyday`` (the fuser's corpus): every clip's sentence comes from the hand-written
+    bank, VADER reads each as its class (none is filtered out), wording clips never repeat a sentence,
+    and no sentence is, or shares four words in a row with, a held-out set's sentence or a template's."""
+    from deemo_llama.data.synth import EVERYDAY_NEUTRAL, EVERYDAY_SENTENCES, HELDOUT_SETS, plan_corpus, sentence_pools
+
+    pools = sentence_pools("everyday")
+    assert {k: len(v) for k, v in pools.items()} == {**{lab: 40 for lab in MER}, "voice": 80}  # nothing filtered out
+    bank = [*(x for v in EVERYDAY_SENTENCES.values() for x in v), *EVERYDAY_NEUTRAL]
+    assert len({_norm(x) for x in bank}) == len(bank) == 320
+    held = [x for sentences, neutral, _, _ in HELDOUT_SETS.values() for x in [*(y for v in sentences.values() for y in v), *neutral]]
+    held_runs = set().union(*(_runs(x, 4) for x in held))
+    shared = {x for x in bank if _runs(x, 4) & held_runs}
+    assert not shared, sorted(shared)
+    templates = {_norm(x) for v in sentence_pools("templates").values() for x in v}
+    assert not {_norm(x) for x in bank} & templates
+    specs = plan_corpus(432, 1, "everyday")
+    for s in specs:
+        source = pools[s["label"]] if s["kind"] == "wording" else pools["voice"]
+        assert s["transcript"] in source, s
+    wording = [s["transcript"] for s in specs if s["kind"] == "wording"]
+    assert len(wording) == 144 and len(set(wording)) == 144
+    assert Counter((s["label"], s["kind"]) for s in specs) == {(lab, k): 24 for lab in MER for k in ("wording", "voice", "video")}
+    # the same grid of subjects, classes and kinds as the templates' corpus of that seed: only the words differ
+    assert [(s["label"], s["kind"], s["subject"]) for s in specs] == [(s["label"], s["kind"], s["subject"]) for s in plan_corpus(432, 1)]
+
+
+def test_wording_is_checked(tmp_path):
+    import subprocess
+    import sys
+
+    from deemo_llama.data.synth import sentence_pools, synth_corpus
+    from deemo_llama.errors import DeemoError
+
+    with pytest.raises(DeemoError, match="no corpus wording 'slang': the wordings are templates, everyday"):
+        sentence_pools("slang")
+    with pytest.raises(DeemoError, match="a held-out set has its own sentences"):
+        synth_corpus(tmp_path / "held", heldout="c", wording="everyday", progress=False)
+    for extra, said in ((["--wording", "slang"], "--wording slang: the wordings are templates, everyday"),
+                        (["--heldout-set", "c", "--wording", "everyday"], "--wording everyday: a held-out set has its own sentences")):
+        r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), *extra], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "held").exists()
 
 
 def test_every_voice_variant_is_an_espeak_ng_variant_file():

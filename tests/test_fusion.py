@@ -289,14 +289,14 @@ def test_analyze_states_the_cue_verdicts_of_the_evidence_not_the_models(tiny_che
 # -- the held-out spoken set --------------------------------------------------------------------------
 @pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16)])
 def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which, size):
-    from deemo_llama.data.synth import LABELS, PROSODY, heldout_per_class, plan_corpus, plan_heldout, sentence_pools, subjects
+    from deemo_llama.data.synth import LABELS, PROSODY, WORDINGS, heldout_per_class, plan_corpus, plan_heldout, sentence_pools, subjects
 
     assert heldout_per_class(which) == size
     held = plan_heldout(size, which=which)
     assert len(held) == 12 * size and {s["kind"] for s in held} == {"wording", "voice"}
     assert all(sum(s["label"] == lab and s["kind"] == k for s in held) == size for lab in LABELS for k in ("wording", "voice"))
     assert len({s["transcript"] for s in held if s["kind"] == "wording"}) == 6 * size  # no wording sentence twice
-    training = {x for pool in sentence_pools().values() for x in pool}
+    training = {x for wording in WORDINGS for pool in sentence_pools(wording).values() for x in pool}  # the LLM's corpus and the fuser's
     assert not {s["transcript"] for s in held} & training
     assert not {s["subject"] for s in held} & set(subjects(0))
     train_values = {(s["pitch"], s["speed"], s["amplitude"], s["pitch_range"]) for s in plan_corpus(432, 0)}

@@ -134,14 +134,19 @@ def synth(
     workers: Annotated[int, typer.Option(min=1)] = 1,
     heldout: Annotated[bool, typer.Option("--heldout", help="A held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
     heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a) or c (192; shares nothing with a or b, written before any result on it).")] = None,
+    wording: Annotated[str, typer.Option(help="The corpus's sentences: templates (template x slot-filler sentences; the LLM's training corpus) or everyday (a hand-written bank of everyday speech, 40 per class, shared with no held-out set; the fuser's corpus).")] = "templates",
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""
-    from .synth import DEFAULT_CLIPS, HELDOUT_SETS, heldout_per_class, synth_corpus
+    from .synth import DEFAULT_CLIPS, HELDOUT_SETS, WORDINGS, heldout_per_class, synth_corpus
 
     if heldout_set is not None and heldout_set not in HELDOUT_SETS:
         raise DeemoError(f"--heldout-set {heldout_set}: the held-out sets are {', '.join(HELDOUT_SETS)}")
+    if wording not in WORDINGS:
+        raise DeemoError(f"--wording {wording}: the wordings are {', '.join(WORDINGS)}")
     which = heldout_set or ("a" if heldout else None)
+    if which and wording != "templates":
+        raise DeemoError(f"--wording {wording}: a held-out set has its own sentences; --wording is for the training corpus")
     if which is None and clips is not None and clips < 18:
         raise DeemoError(f"--clips {clips}: the corpus needs at least 18 (6 labels x 3 kinds)")
-    path = synth_corpus(out, clips=clips or (12 * heldout_per_class(which) if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which)
+    path = synth_corpus(out, clips=clips or (12 * heldout_per_class(which) if which else DEFAULT_CLIPS), seed=seed, workers=workers, heldout=which, wording=wording)
     typer.echo(f"wrote {path}; build it with: deemo data build {path} OUT")
