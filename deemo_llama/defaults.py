@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from .errors import AssetError
@@ -32,7 +33,32 @@ CONFIG_FILE, CONFIG_KEYS = "config_delta.json", ("transcribe_from",)
 
 
 def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | None = None) -> Path:
-    """Write the delta of the fine-tuned checkpoint ``trained`` (projectors, adapter, fuser, provenance)."""
+    """Write the delta of the fine-tuned checkpoint ``trained`` (projectors, adapter, fuser, provenance)
+    to ``out``, replacing what is there only once the whole delta is written."""
+    from .modeling import ADAPTER_DIR
+
+    trained, final = Path(trained), Path(out)
+    if not (trained / ADAPTER_DIR).is_dir():
+        raise AssetError(f"{trained}: no LoRA adapter (not a checkpoint from `deemo train`)")
+    # written beside ``out`` and swapped in whole: a failed export leaves the delta there as it was
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    out.chmod(0o755)  # mkdtemp's is 0700; the delta is package data
+    try:
+        _write_delta(trained, out, card)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    out.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_delta(trained: Path, out: Path, card: dict | None) -> None:
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -40,11 +66,6 @@ def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | No
     from .config import DeemoConfig
     from .modeling import ADAPTER_DIR
 
-    trained, out = Path(trained), Path(out)
-    if not (trained / ADAPTER_DIR).is_dir():
-        raise AssetError(f"{trained}: no LoRA adapter (not a checkpoint from `deemo train`)")
-    if out.exists():
-        shutil.rmtree(out)
     (out / ADAPTER_DIR).mkdir(parents=True)
     with safe_open(str(trained / "model.safetensors"), "pt") as f:
         proj = {k: f.get_tensor(k).to(torch.float16).contiguous() for k in f.keys() if k.startswith("projectors.")}
@@ -59,7 +80,6 @@ def export_delta(trained: str | Path, out: str | Path = SHIPPED, card: dict | No
     (out / CONFIG_FILE).write_text(json.dumps({k: settings[k] for k in CONFIG_KEYS}, indent=2) + "\n")
     if card is not None:
         (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return out
 
 
 def compose(base: str | Path, out: str | Path, delta: str | Path = SHIPPED) -> Path:

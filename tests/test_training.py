@@ -58,7 +58,9 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
            "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "Emotion: happy."}]}
     data.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "id": "u"}) + "\n")
     # the rows' `deemo data build` summary: their transcripts were made from the raw audio
-    (tmp_path / "build.json").write_text(json.dumps({"options": {"transcribe_from": "raw"}}))
+    build = {"clips": 2, "manifest": str(tmp_path / "mycorpus" / "manifest.jsonl"), "manifest_sha256": "ab" * 32, "builder_version": "3", "label_set": {"name": "custom", "labels": ["happy", "sad"]},
+             "options": {"transcribe_from": "raw", "experts": "fast", "transcript": "whisper"}, "rows": {"train": 2}}
+    (tmp_path / "build.json").write_text(json.dumps(build))
     recipe = load_recipe("cpu-default", [f"data.train={data}", f"model.checkpoint={tmp_path / 'base'}", "stages=[{name: finetune, max_steps: 2}]", "grad_accum=1", "lora.r=4", "lora.alpha=8", f"data.feature_cache_dir={tmp_path / 'features'}"])
     out = train(recipe, tmp_path / "out")
     trained, _ = load_checkpoint(out)
@@ -73,6 +75,27 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     for name, p in trained.projectors.state_dict().items():
         assert torch.allclose(composed.projectors.state_dict()[name], p, atol=1e-3, rtol=1e-3), name  # stored as float16
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    # through the CLI: the card says what it was trained on (the build's summary) and the figures given
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "deemo_llama.cli", "models", "export-default", str(out), "--out", str(tmp_path / "delta"), "--data", str(tmp_path)]
+    r = subprocess.run([*cli, "--score", "set x accuracy=0.5", "--made-by", "the end-to-end test"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "delta" / "card.json").read_text())
+    assert card["made_by"] == "the end-to-end test" and card["scores"] == {"set x accuracy": "0.5"}
+    assert card["trained_on"] == "2 clips of mycorpus (manifest sha256 abababababab), label set custom, built by deemo data build v3 with experts fast and whisper transcripts of the raw audio"
+    assert json.loads((tmp_path / "delta" / "config_delta.json").read_text()) == {"transcribe_from": "raw"}
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "delta").rglob("*") if p.is_file()}
+    bad = subprocess.run([*cli, "--score", "nonsense"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --score needs NAME=VALUE, got 'nonsense'", bad.stderr
+    # an export that fails half way (the adapter's config is gone) leaves the delta there as it was
+    (out / "adapter" / "adapter_config.json").rename(tmp_path / "adapter_config.json")
+    with pytest.raises(FileNotFoundError):
+        export_delta(out, tmp_path / "delta")
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "delta").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".delta")) == []
+    (tmp_path / "adapter_config.json").rename(out / "adapter" / "adapter_config.json")
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["examples"] == 2
     # The projector moved away from the base checkpoint's values.
