@@ -135,7 +135,7 @@ def models_create(
 def models_export_default(
     checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (deemo train, then deemo fuser train).")],
     out: Annotated[Optional[Path], typer.Option(help="Where the delta goes (default: the package's deemo_llama/defaults/trained).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="The `deemo data build` folder it was trained on (its build.json goes into the card).")] = None,
+    data: Annotated[Optional[list[Path]], typer.Option(help="The `deemo data build` folder it was trained on (its build.json goes into the card); repeatable.")] = None,
     score: Annotated[Optional[list[str]], typer.Option("--score", help="A held-out figure for the card, NAME=VALUE; repeatable.")] = None,
     made_by: Annotated[Optional[str], typer.Option(help="How it was made, for the card (default: the commands' names).")] = None,
 ) -> None:
@@ -146,12 +146,16 @@ def models_export_default(
     if not (checkpoint / "config.json").is_file():
         raise DeemoError(f"{checkpoint}: not a deemo-llama checkpoint (no config.json)")
     card: dict = {"made_by": made_by or "deemo train (recipe.yaml), then deemo fuser train (fuser.json)", "scores": {}}
-    if data is not None:
-        build = json.loads((data / "build.json").read_text()) if (data / "build.json").is_file() else None
+    said, builds = [], []
+    for folder in data or []:
+        build = json.loads((folder / "build.json").read_text()) if (folder / "build.json").is_file() else None
         if build is None:
-            raise DeemoError(f"--data {data}: no build.json (not a `deemo data build` folder)")
-        card["trained_on"] = f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts of the {built_transcribe_from(data)} audio"
-        card["data"] = {k: build[k] for k in ("manifest_sha256", "builder_version", "label_set", "options", "rows") if k in build}
+            raise DeemoError(f"--data {folder}: no build.json (not a `deemo data build` folder)")
+        said.append(f"{build['clips']} clips of {Path(build['manifest']).parent.name} (manifest sha256 {build['manifest_sha256'][:12]}), label set {build['label_set']['name']}, built by deemo data build v{build['builder_version']} with experts {build['options']['experts']} and {build['options']['transcript']} transcripts of the {built_transcribe_from(folder)} audio")
+        builds.append({k: build[k] for k in ("manifest_sha256", "builder_version", "label_set", "options", "rows") if k in build})
+    if builds:
+        card["trained_on"] = "; ".join(said)
+        card["data"] = builds[0] if len(builds) == 1 else builds
     for item in score or []:
         k, sep, v = item.partition("=")
         if not sep:
@@ -233,7 +237,7 @@ def provenance_lines(ckpt: Path) -> list[tuple[str, str]]:
 @fuser_app.command("train")
 def fuser_train(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The fine-tuned checkpoint (from `deemo train`); fuser.json is written into it.")],
-    data: Annotated[Path, typer.Option("--data", help="A `deemo data build` folder (or a rows file) with Evidence records.")],
+    data: Annotated[list[Path], typer.Option("--data", help="A `deemo data build` folder (its --split files) or a rows file (all of it), with Evidence records; repeatable: their rows together.")],
     split: Annotated[str, typer.Option(help="The split(s) to fit on, comma-separated: ones the LLM was not trained on.")] = "validation",
     c: Annotated[Optional[float], typer.Option("--C", min=1e-6, help="Inverse regularisation strength (default: chosen by subject-grouped cross-validation).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write fuser.json here instead of into the checkpoint.")] = None,

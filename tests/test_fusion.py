@@ -332,8 +332,9 @@ def test_heldout_set_names_are_checked(tmp_path):
 
 def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, tmp_path):
     """`deemo fuser train` on rows whose Evidence plants the label in the voice's pitch (the tiny
-    LLM's scores are noise): the saved fuser's held-out table shows the voice carrying it and the LLM
-    alone near chance; a second run reuses the cached features (no row is scored twice)."""
+    LLM's scores are noise), given as a build folder's split and a second rows file elsewhere: the
+    saved fuser's held-out table shows the voice carrying it and the LLM alone near chance; a second
+    run reuses the cached features (no row is scored twice)."""
     import shutil
     import subprocess
     import sys
@@ -343,15 +344,17 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     labels = ["happy", "sad", "angry"]
     rng = np.random.default_rng(0)
     rows = []
+    (tmp_path / "more").mkdir()
     for i in range(48):
         k = i % 3
         ev = {"version": "2", "experts": {"analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 2.0 + 3.0 * k + 0.4 * rng.normal()}}}}
-        (tmp_path / f"ev{i}.json").write_text(json.dumps(ev))
+        (tmp_path / ("more" if i >= 30 else ".") / f"ev{i}.json").write_text(json.dumps(ev))  # Evidence beside its rows file
         rows.append({"schema_version": "1", "id": f"c{i:03d}/recognition", "clip_id": f"c{i:03d}", "kind": "recognition", "split": "validation", "subject": f"s{i % 6}",
                      "label": labels[k], "label_set": {"name": "custom", "labels": labels}, "evidence": f"ev{i}.json",
                      "messages": [{"role": "user", "content": [{"type": "text", "text": f"Clip {i}. How does the person feel?"}]}, {"role": "assistant", "content": [{"type": "text", "text": f"Emotion: {labels[k]}."}]}]})
-    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cmd = [sys.executable, "-m", "deemo_llama.cli", "fuser", "train", "--checkpoint", str(ckpt), "--data", str(tmp_path)]
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:30]))
+    (tmp_path / "more" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[30:]))
+    cmd = [sys.executable, "-m", "deemo_llama.cli", "fuser", "train", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--data", str(tmp_path / "more" / "rows.jsonl")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
     assert r.returncode == 0, r.stderr[-2000:]
     fuser = json.loads((ckpt / "fuser.json").read_text())
@@ -368,8 +371,11 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     assert len(cached.splitlines()) == 48
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
     assert again.returncode == 0 and (ckpt / "fuser_features.jsonl").read_text() == cached and "fuser features" not in again.stderr
-    bad = subprocess.run([*cmd[:-2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert fuser["info"]["trained_on"] == [str(tmp_path / "validation.jsonl"), str(tmp_path / "more" / "rows.jsonl")]
+    bad = subprocess.run([*cmd[:-4], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
+    twice = subprocess.run([*cmd, "--data", str(tmp_path / "more" / "rows.jsonl")], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
+    assert twice.returncode == 2 and f"row c030/recognition is also in {tmp_path / 'more'} (give each rows file once)" in twice.stderr, twice.stderr
 
 
 def test_nested_estimate_chooses_the_model_without_the_held_out_subjects(monkeypatch):

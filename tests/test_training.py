@@ -61,7 +61,11 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     build = {"clips": 2, "manifest": str(tmp_path / "mycorpus" / "manifest.jsonl"), "manifest_sha256": "ab" * 32, "builder_version": "3", "label_set": {"name": "custom", "labels": ["happy", "sad"]},
              "options": {"transcribe_from": "raw", "experts": "fast", "transcript": "whisper"}, "rows": {"train": 2}}
     (tmp_path / "build.json").write_text(json.dumps(build))
-    recipe = load_recipe("cpu-default", [f"data.train={data}", f"model.checkpoint={tmp_path / 'base'}", "stages=[{name: finetune, max_steps: 2}]", "grad_accum=1", "lora.r=4", "lora.alpha=8", f"data.feature_cache_dir={tmp_path / 'features'}"])
+    # a second rows file in another folder, its media given relative to that folder: trained on together
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "clip.mp4").symlink_to(media_dir / "talk.mp4")
+    (tmp_path / "more" / "rows.jsonl").write_text(json.dumps({**rec, "id": "v", "media": "clip.mp4"}) + "\n")
+    recipe = load_recipe("cpu-default", [f"data.train=[{data}, {tmp_path / 'more' / 'rows.jsonl'}]", f"model.checkpoint={tmp_path / 'base'}", "stages=[{name: finetune, max_steps: 2}]", "grad_accum=1", "lora.r=4", "lora.alpha=8", f"data.feature_cache_dir={tmp_path / 'features'}"])
     out = train(recipe, tmp_path / "out")
     trained, _ = load_checkpoint(out)
     assert trained.config.projectors_trained
@@ -97,11 +101,47 @@ def test_train_command_end_to_end(tiny, tmp_path, media_dir):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".delta")) == []
     (tmp_path / "adapter_config.json").rename(out / "adapter" / "adapter_config.json")
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["steps"] == 2 and summary["examples"] == 2
+    assert summary["steps"] == 2 and summary["examples"] == 3 and summary["data"]["train"] == [str(data), str(tmp_path / "more" / "rows.jsonl")]
     # The projector moved away from the base checkpoint's values.
     base, _ = load_checkpoint(tmp_path / "base")
     vec = torch.nn.utils.parameters_to_vector
     assert not torch.equal(vec(trained.projectors["audio"].parameters()), vec(base.projectors["audio"].parameters()))
+
+
+def test_several_builds_train_together_with_their_own_clips(tiny, tmp_path):
+    """``data.train`` as a list: the files' rows in order, each one's relative media resolved against
+    its own folder; rows whose transcripts were made from different audio are refused before any
+    model loads (one line at the CLI), and so is a file given twice."""
+    import subprocess
+    import sys
+
+    from deemo_llama.errors import DeemoError
+    from deemo_llama.training import load_recipe
+    from deemo_llama.training.llm import resolve_data, transcript_source
+    from deemo_llama.training.rows import concat_rows, tokenize_file
+
+    _, proc = tiny
+    rec = {"schema_version": "1", "kind": "recognition", "label": "happy", "label_set": {"name": "custom", "labels": ["happy", "sad"]},
+           "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Emotion?"}]}, {"role": "assistant", "content": "Emotion: happy."}]}
+    for name, source in (("a", "raw"), ("b", "anonymised")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.jsonl").write_text("".join(json.dumps({**rec, "id": f"{name}{i}", "media": f"clips/{name}{i}.mp4"}) + "\n" for i in range(2)))
+        (tmp_path / name / "build.json").write_text(json.dumps({"options": {"transcribe_from": source}}))
+    (tmp_path / "a" / "validation.jsonl").write_text(json.dumps({**rec, "id": "av", "media": "clips/av.mp4"}) + "\n")
+    files, val = resolve_data(load_recipe("cpu-default", [f"data.train=[{tmp_path / 'a'}, {tmp_path / 'b' / 'train.jsonl'}]"]))
+    assert files == [tmp_path / "a" / "train.jsonl", tmp_path / "b" / "train.jsonl"] and val == tmp_path / "a" / "validation.jsonl"
+    rows = concat_rows([tokenize_file(f, proc, None, tmp_path / "cache") for f in files])
+    assert [(e.id, e.clip) for e in rows] == [(f"{n}{i}", str(tmp_path / n / "clips" / f"{n}{i}.mp4")) for n in "ab" for i in range(2)]
+    with pytest.raises(DeemoError, match="made from different audio"):
+        transcript_source(files)
+    (tmp_path / "b" / "build.json").write_text(json.dumps({"options": {"transcribe_from": "raw"}}))
+    assert transcript_source(files) == "raw"
+    with pytest.raises(DeemoError, match="is given twice"):
+        resolve_data(load_recipe("cpu-default", [f"data.train=[{tmp_path / 'a'}, {tmp_path / 'a' / 'train.jsonl'}]"]))
+    (tmp_path / "b" / "build.json").write_text(json.dumps({"options": {"transcribe_from": "anonymised"}}))
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "train", str(tmp_path / "out"), "--config", "cpu-default", "--set", f"data.train=[{tmp_path / 'a'}, {tmp_path / 'b'}]"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "made from different audio" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_modality_dropout_zeroes_exactly_the_drawn_items(tiny):

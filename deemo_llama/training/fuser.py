@@ -65,6 +65,9 @@ def collect(checkpoint: str | Path, rows_paths: Sequence[Path], cache: Path, pro
         missing = [r["id"] for r in got if not r.get("evidence")]
         if missing:
             raise DeemoError(f"{rows_path}: row {missing[0]} has no Evidence record; rebuild the rows with `deemo data build`")
+        twice = next((r["id"] for r in got if r["id"] in root), None)
+        if twice:
+            raise DeemoError(f"{rows_path}: row {twice} is also in {root[twice]} (give each rows file once)")
         rows += got
         root |= {r["id"]: rows_path.parent for r in got}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -198,14 +201,17 @@ def choose_default_mode(y: Sequence[str], nested: Sequence[str], llm_alone: Sequ
             "reason": f"fusion's nested gain over the LLM alone ({gain:+.3f} accuracy, paired over {len(got)} clips) {why} one standard error ({se:.3f})"}
 
 
-def train_fuser(checkpoint: str | Path, data: str | Path, split: str = "validation", C: float | None = None, out: str | Path | None = None, progress: bool = True, feature_cache: str | Path | None = None) -> tuple[Fuser, Path]:
+def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path], split: str = "validation", C: float | None = None, out: str | Path | None = None, progress: bool = True, feature_cache: str | Path | None = None) -> tuple[Fuser, Path]:
     """Fit and save the fuser for ``checkpoint`` on ``data``'s ``split`` (comma-separated splits: their
-    rows together); returns (fuser, path)."""
+    rows together; ``data`` a build folder or rows file, or several: all their rows); returns (fuser, path)."""
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise DeemoError(f"--checkpoint {checkpoint}: not a checkpoint folder (no config.json)")
-    paths = rows_files(data, split)
-    path = paths[0] if len(paths) == 1 else Path(data)
+    datas = [data] if isinstance(data, (str, Path)) else list(data)
+    if not datas:
+        raise DeemoError("--data: give a `deemo data build` folder or a rows file")
+    paths = [p for d in datas for p in rows_files(d, split)]
+    path = paths[0] if len(paths) == 1 else Path(datas[0]) if len(datas) == 1 else ", ".join(map(str, datas))
     out = Path(out) if out else checkpoint
     t0 = time.perf_counter()
     records = collect(checkpoint, paths, out / FEATURES_FILE, progress, Path(feature_cache) if feature_cache else None)

@@ -45,7 +45,7 @@ from .anchor import anchor_loss, anchors_of
 from .crossfit import anchor_accuracy, fold_of, out_of_fold, train_fold_projectors
 from .features import FeatureCache
 from .recipe import LoraRecipe, Recipe, StageRecipe
-from .rows import Example, batch_inputs, check_rows, tokenize_file
+from .rows import Example, batch_inputs, check_rows, concat_rows, tokenize_file
 
 
 def apply_lora(model: DeemoLlamaForConditionalGeneration, settings: LoraRecipe) -> DeemoLlamaForConditionalGeneration:
@@ -73,15 +73,31 @@ def _rows_file(ref: str, what: str) -> Path:
     return p
 
 
-def resolve_data(recipe: Recipe) -> tuple[Path, Path | None]:
-    """(train rows, validation rows or None) from the recipe's data section."""
-    if not recipe.data.train:
-        raise DeemoError("data.train is not set: pass --set data.train=<rows.jsonl or a `deemo data build` folder>")
-    train_file = _rows_file(recipe.data.train, "train")
+def resolve_data(recipe: Recipe) -> tuple[list[Path], Path | None]:
+    """(train rows files, validation rows or None) from the recipe's data section. ``data.train`` is
+    one rows file or build folder, or a list of them (their rows trained on together, in that order);
+    the validation rows default to the first build folder's."""
+    refs = [recipe.data.train] if isinstance(recipe.data.train, str) else list(recipe.data.train or [])
+    if not refs:
+        raise DeemoError("data.train is not set: pass --set data.train=<rows.jsonl or a `deemo data build` folder> (or a list of them)")
+    train_files = [_rows_file(ref, "train") for ref in refs]
+    if len(set(train_files)) != len(train_files):
+        raise DeemoError(f"data.train: {next(f for f in train_files if train_files.count(f) > 1)} is given twice")
     if recipe.data.validation:
-        return train_file, _rows_file(recipe.data.validation, "validation")
-    guess = train_file.parent / "validation.jsonl"
-    return train_file, guess if Path(recipe.data.train).is_dir() and guess.is_file() and guess.stat().st_size else None
+        return train_files, _rows_file(recipe.data.validation, "validation")
+    guess = train_files[0].parent / "validation.jsonl"
+    return train_files, guess if Path(refs[0]).expanduser().is_dir() and guess.is_file() and guess.stat().st_size else None
+
+
+def transcript_source(train_files: list[Path]) -> str | None:
+    """The audio the training rows' transcripts were made from (their builds' build.json), None when
+    no file is in a build folder; rows transcribed from different audio are an error."""
+    from ..data.build import built_transcribe_from
+
+    found = {f: src for f in train_files if (src := built_transcribe_from(f.parent))}
+    if len(set(found.values())) > 1:
+        raise DeemoError("data.train: the rows' transcripts were made from different audio (" + ", ".join(f"{f.parent}: {src}" for f, src in found.items()) + "); build them with the same --transcribe-from")
+    return next(iter(found.values()), None)
 
 
 def resolve_device(recipe: Recipe) -> torch.device:
@@ -308,10 +324,11 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     out = Path(out)
     device = resolve_device(recipe)
     ckpt_dir = _check_out(out, recipe, resume)
-    train_file, val_file = resolve_data(recipe)
+    train_files, val_file = resolve_data(recipe)
+    source = transcript_source(train_files)
     writer = _tensorboard(recipe, out)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=recipe.precision.mixed)
-    for f in filter(None, (train_file, val_file)):
+    for f in filter(None, (*train_files, val_file)):
         if not f.stat().st_size:
             raise DeemoError(f"{f}: no records")
         check_rows(f)
@@ -332,10 +349,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
         model.projectors.to(accelerator.device)
     features = FeatureCache(Path(recipe.data.feature_cache_dir).expanduser() if recipe.data.feature_cache_dir else cache_dir() / "features", model, processor, enabled=recipe.data.feature_cache)
     rows_cache = cache_dir() / "rows"
-    examples = tokenize_file(train_file, processor, recipe.data.kinds, rows_cache)
+    examples = concat_rows([tokenize_file(f, processor, recipe.data.kinds, rows_cache) for f in train_files])
     val_examples = tokenize_file(val_file, processor, recipe.data.kinds, rows_cache) if val_file else []
     if not len(examples):
-        raise DeemoError(f"{train_file}: no rows" + (f" of kinds {list(recipe.data.kinds)} (data.kinds)" if recipe.data.kinds else ""))
+        raise DeemoError(f"{', '.join(map(str, train_files))}: no rows" + (f" of kinds {list(recipe.data.kinds)} (data.kinds)" if recipe.data.kinds else ""))
     if features.enabled:  # computed once; every epoch reads them
         for table in (examples, val_examples):
             for e in tqdm(table, desc="encoder features", total=len(table)):
@@ -376,9 +393,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
     # leave them as they were: `deemo analyze` then keeps answering from text); validation scores it so
     model.config.projectors_trained = model.config.projectors_trained or any(len(m) for m in examples.table["modalities"])
     # and is run with transcripts made the way its rows' were (a `deemo data build` folder says how)
-    from ..data.build import built_transcribe_from
-
-    model.config.transcribe_from = built_transcribe_from(train_file.parent) or model.config.transcribe_from
+    model.config.transcribe_from = source or model.config.transcribe_from
     anchors: dict[tuple[str, ...], torch.Tensor] = {}  # label set -> its label words' embeddings (anchor stage)
     t_start = time.perf_counter()
     for si in range(state["stage_index"], len(recipe.stages)):
@@ -502,7 +517,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
                    "samples_per_s": round(state["samples"] * accelerator.num_processes / max(1e-9, state["train_seconds"]), 3), "tokens_per_s": round(state.get("tokens", 0) / max(1e-9, state["train_seconds"]), 1),
                    "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None, "wall_seconds": round(time.perf_counter() - t_start, 1),
                    "feature_cache": {"enabled": features.enabled, "hits": features.hits, "misses": features.misses},
-                   "data": {"train": str(train_file), "validation": str(val_file) if val_file else None}, "device": str(accelerator.device), "resumed": resume}
+                   "data": {"train": str(train_files[0]) if len(train_files) == 1 else [str(f) for f in train_files], "validation": str(val_file) if val_file else None}, "device": str(accelerator.device), "resumed": resume}
         plot_curves(out / "metrics.jsonl", out / "curves.png")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out

@@ -33,7 +33,7 @@ class ModelRecipe:
 
 @dataclass
 class DataRecipe:
-    train: str | None = None  # rows (JSONL) or a `deemo data build` folder (its train.jsonl)
+    train: str | list[str] | None = None  # rows (JSONL) or a `deemo data build` folder (its train.jsonl), or a list of them: trained on together
     validation: str | None = None  # default: the build folder's validation.jsonl, when there is one
     kinds: list[Literal["recognition", "reasoning", "tool_use", "chat"]] | None = None  # None: every kind
     feature_cache: bool = True  # frozen encoders: features computed once per clip, on disk

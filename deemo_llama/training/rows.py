@@ -109,6 +109,17 @@ class TokenizedRows(Sequence[Example]):
             yield self._example(r)
 
 
+def concat_rows(parts: Sequence[TokenizedRows]) -> TokenizedRows:
+    """Several files' rows as one :class:`TokenizedRows`, in order; each part's relative media paths are
+    resolved against its own folder first (in memory: the cached tables stay as they are)."""
+    import datasets
+
+    if len(parts) == 1:
+        return parts[0]
+    tables = [p.table.map(lambda b, root=p.root: {"clip": [str(root / c) if c else "" for c in b["clip"]]}, batched=True, keep_in_memory=True, desc=f"rows of {p.root}") for p in parts]
+    return TokenizedRows(datasets.concatenate_datasets(tables), Path("/"))
+
+
 def _tokenizer(processor: DeemoProcessor):
     def fn(batch: dict) -> dict:
         out: dict[str, list] = {"id": [], "input_ids": [], "labels": [], "clip": [], "modalities": []}
