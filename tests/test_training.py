@@ -132,6 +132,10 @@ def test_several_builds_train_together_with_their_own_clips(tiny, tmp_path):
     assert files == [tmp_path / "a" / "train.jsonl", tmp_path / "b" / "train.jsonl"] and val == tmp_path / "a" / "validation.jsonl"
     rows = concat_rows([tokenize_file(f, proc, None, tmp_path / "cache") for f in files])
     assert [(e.id, e.clip) for e in rows] == [(f"{n}{i}", str(tmp_path / n / "clips" / f"{n}{i}.mp4")) for n in "ab" for i in range(2)]
+    assert len(rows) == 4 and [rows[i].id for i in range(-4, 4)] == ["a0", "a1", "b0", "b1"] * 2 and [e.id for e in rows[1:3]] == ["a1", "b0"]
+    assert rows[2].clip == str(tmp_path / "b" / "clips" / "b0.mp4") and len(rows.table["modalities"]) == 4
+    with pytest.raises(IndexError):
+        rows[4]
     with pytest.raises(DeemoError, match="made from different audio"):
         transcript_source(files)
     (tmp_path / "b" / "build.json").write_text(json.dumps({"options": {"transcribe_from": "raw"}}))

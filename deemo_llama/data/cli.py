@@ -134,7 +134,7 @@ def synth(
     workers: Annotated[int, typer.Option(min=1)] = 1,
     heldout: Annotated[bool, typer.Option("--heldout", help="A held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
     heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a) or c (192; shares nothing with a or b, written before any result on it).")] = None,
-    wording: Annotated[str, typer.Option(help="The corpus's sentences: templates (template x slot-filler sentences; the LLM's training corpus) or everyday (a hand-written bank of everyday speech, 40 per class, shared with no held-out set; the fuser's corpus).")] = "templates",
+    wording: Annotated[str, typer.Option(help="The corpus's sentences: templates (template x slot-filler sentences; the LLM's training corpus) or everyday (a hand-written bank of everyday speech, 40 per class, shared with no held-out set: to measure how a checkpoint reads new wording, or to train on).")] = "templates",
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""
     from .synth import DEFAULT_CLIPS, HELDOUT_SETS, WORDINGS, heldout_per_class, synth_corpus

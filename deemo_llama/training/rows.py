@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,15 +110,34 @@ class TokenizedRows(Sequence[Example]):
             yield self._example(r)
 
 
-def concat_rows(parts: Sequence[TokenizedRows]) -> TokenizedRows:
-    """Several files' rows as one :class:`TokenizedRows`, in order; each part's relative media paths are
-    resolved against its own folder first (in memory: the cached tables stay as they are)."""
-    import datasets
+class ConcatRows(TokenizedRows):
+    """Several files' :class:`TokenizedRows` as one, in order, each row's media resolved against its
+    own file's folder; the tables are concatenated without a copy (still memory-mapped)."""
 
-    if len(parts) == 1:
-        return parts[0]
-    tables = [p.table.map(lambda b, root=p.root: {"clip": [str(root / c) if c else "" for c in b["clip"]]}, batched=True, keep_in_memory=True, desc=f"rows of {p.root}") for p in parts]
-    return TokenizedRows(datasets.concatenate_datasets(tables), Path("/"))
+    def __init__(self, parts: Sequence[TokenizedRows]):
+        import datasets
+
+        super().__init__(datasets.concatenate_datasets([p.table for p in parts]), Path("/"))
+        self.parts = list(parts)
+        self.starts = [sum(len(p) for p in self.parts[:k]) for k in range(len(self.parts))]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        k = bisect.bisect_right(self.starts, i) - 1
+        return self.parts[k][i - self.starts[k]]
+
+    def __iter__(self):
+        for part in self.parts:
+            yield from part
+
+
+def concat_rows(parts: Sequence[TokenizedRows]) -> TokenizedRows:
+    """One file's rows as they are; several files' as a :class:`ConcatRows`."""
+    return parts[0] if len(parts) == 1 else ConcatRows(parts)
 
 
 def _tokenizer(processor: DeemoProcessor):
