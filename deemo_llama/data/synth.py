@@ -531,7 +531,7 @@ def plan_corpus(clips: int = DEFAULT_CLIPS, seed: int = 0, wording: str = "templ
     pools = sentence_pools(wording)
     # a clip's sentence queue: its class's for the wording kind, else the voice and video kinds' own
     # (the templates' is their neutral pool: one queue, drawn as it always was)
-    shared = pools["voice"] == pools["neutral"]
+    shared = wording == "templates"
     queue_of = lambda label, kind: label if kind == "wording" else ("neutral" if shared else "voice")  # noqa: E731
     need = {q: sum(1 for lab, k, _ in cells if queue_of(lab, k) == q) for q in [*(lab for lab in LABELS if lab != "neutral"), "neutral", *(() if shared else ("voice",))]}
     queues = {}

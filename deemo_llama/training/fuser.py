@@ -211,7 +211,7 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
     if not datas:
         raise DeemoError("--data: give a `deemo data build` folder or a rows file")
     paths = [p for d in datas for p in rows_files(d, split)]
-    path = paths[0] if len(paths) == 1 else Path(datas[0]) if len(datas) == 1 else ", ".join(map(str, datas))
+    path = paths[0] if len(paths) == 1 else ", ".join(map(str, datas))  # what the errors below name
     out = Path(out) if out else checkpoint
     t0 = time.perf_counter()
     records = collect(checkpoint, paths, out / FEATURES_FILE, progress, Path(feature_cache) if feature_cache else None)
