@@ -36,7 +36,7 @@ from .scoring import HFLabelScorer
 
 Mode = Literal["zero-shot", "trained", "fused"]
 MODES: tuple[str, ...] = ("zero-shot", "trained", "fused")
-__all__ = ["DEFAULT_LABELS", "MODES", "AnalysisResult", "Analyzer", "analyze_clip", "resolve_mode"]
+__all__ = ["DEFAULT_LABELS", "MODES", "AnalysisResult", "Analyzer", "analyze_clip", "checkpoint_labels", "resolve_mode"]
 
 
 def resolve_mode(requested: str | None, projectors_trained: bool, has_adapter: bool, fuser) -> Mode:
@@ -55,6 +55,13 @@ def resolve_mode(requested: str | None, projectors_trained: bool, has_adapter: b
     if requested == "fused" and fuser is None:
         raise DeemoError("--mode fused: no fuser.json beside this checkpoint; train one with `deemo fuser train`")
     return requested  # type: ignore[return-value]
+
+
+def checkpoint_labels(fuser, mode: str) -> tuple[str, ...]:
+    """The labels a checkpoint answers over when none are asked for: the label set its fuser was fitted
+    on (the rows it was trained on) when it runs fine-tuned, fused or not, since its LLM learned that
+    set; else (zero-shot, or no fuser to say) DEFAULT_LABELS."""
+    return tuple(fuser.labels) if fuser is not None and mode != "zero-shot" else DEFAULT_LABELS
 
 
 @dataclass
@@ -99,7 +106,7 @@ class Analyzer:
     """Holds the loaded models; ``analyze(path)`` runs the whole pipeline on one clip."""
 
     def __init__(self, checkpoint: str | Path | None = None, whisper: str | Path | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32, labels: tuple[str, ...] | None = None, max_seconds: float = 600.0, max_new_tokens: int = 64, deid: bool = True, deid_options=None, experts: Profile = "fast", cache=None, transcriber=None, mode: str | None = None):
-        """``labels`` None: the fuser's label set in fused mode, else DEFAULT_LABELS."""
+        """``labels`` None: the checkpoint's own label set (:func:`checkpoint_labels`)."""
         from .assets import asset_dir, default_checkpoint
         from .build import load_checkpoint
         from .config import DeemoConfig
@@ -114,7 +121,7 @@ class Analyzer:
         self.mode: Mode = resolve_mode(mode, bool(config.projectors_trained), (self.checkpoint / ADAPTER_DIR).is_dir(), fuser)
         self.fuser = fuser if self.mode == "fused" else None
         self.model, self.processor = load_checkpoint(self.checkpoint, dtype=dtype, device=device, load_adapter=self.mode != "zero-shot")
-        self.labels = tuple(labels or (self.fuser.labels if self.fuser else DEFAULT_LABELS))
+        self.labels = tuple(labels or checkpoint_labels(fuser, self.mode))
         self.max_new_tokens = max_new_tokens
         # The privacy boundary: the models below only ever see blurred frames, McAdams-anonymised
         # audio and a transcript (words only); Whisper (on the audio the checkpoint was trained with)

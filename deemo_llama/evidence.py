@@ -270,7 +270,7 @@ class EvidencePipeline:
             deid=deid,
             transcript=said,
             segments=[asdict(s) for s in tr.segments] if tr else [],
-            sentiment=experts[TRANSCRIPT]["estimates"]["sentiment"] if TRANSCRIPT in experts else None,
+            sentiment=(experts.get(TRANSCRIPT) or {}).get("estimates", {}).get("sentiment"),
             experts=experts,
             failures=failures,
             timings={k: round(v, 3) for k, v in timings.items()},

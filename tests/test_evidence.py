@@ -46,6 +46,19 @@ def test_profiles(pipeline, media_dir):
         pipeline("context")
 
 
+def test_a_transcript_without_words_is_no_signal_not_a_failed_clip(tmp_path, media_dir):
+    """Whisper on anonymised speech it cannot read can give digits only ("1, 2, 3, 4, 5, 6, 7, 8, 6",
+    seen on a corpus clip): the transcript expert has no words to read (no_signal) and the clip's
+    Evidence is still made; it used to fail the clip (KeyError on the missing sentiment)."""
+    from tiny import FixedTranscriber
+
+    from deemo_llama.evidence import EvidencePipeline
+    from deemo_llama.tools import ToolCache
+
+    ev = EvidencePipeline("none", transcriber=FixedTranscriber("1, 2, 3, 4, 5, 6, 7, 8, 6"), cache=ToolCache(tmp_path / "cache")).run(media_dir / "talk.mp4")
+    assert ev.transcript == "1, 2, 3, 4, 5, 6, 7, 8, 6" and ev.experts["analyze_transcript"]["status"] == "no_signal" and ev.sentiment is None and not ev.failures
+
+
 @pytest.mark.parametrize("source", ["anonymised", "raw"])
 def test_the_transcript_is_made_from_the_audio_the_checkpoint_was_trained_with(pipeline, media_dir, source):
     """``transcribe_from``: Whisper hears the McAdams audio, or the raw audio inside the boundary; either

