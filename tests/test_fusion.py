@@ -40,7 +40,7 @@ def test_transcript_expert_reads_meaning_where_no_lexicon_word_is(tmp_path, monk
     from deemo_llama.tools import get_tool
     from deemo_llama.tools import transcript as T
 
-    said = {"I ate lunch alone in my car again today.": "sad", "Who said you could borrow my car?": "angry", "We are getting married in June!": "happy",
+    said = {"Nobody noticed that I moved out last month.": "sad", "Who said you could borrow my car?": "angry", "We are getting married in June!": "happy",
             "The bins go out on Thursday.": "neutral", "You took my seat again, get up now!": "angry"}
     tool = get_tool("analyze_transcript")
     for text, label in said.items():
