@@ -188,13 +188,13 @@ def lexicon_cues(text: str) -> list[dict[str, Any]]:
 class AnalyzeTranscript(Tool):
     name = "analyze_transcript"
     version = "1.1"
-    description = "Emotion and sentiment cues in what the person says (the transcript of the speech): NRC-lexicon emotion words with negation and intensifiers, and VADER polarity, with the words that triggered each cue."
+    description = "Emotion and sentiment cues in what the person says (the transcript of the speech): NRC-lexicon emotion words with negation and intensifiers, VADER polarity, and how close the sentence's meaning is to each emotion class, with the words that triggered each cue."
     parameters = {
         "type": "object",
         "properties": {"text": {"type": "string", "description": "What the person says (the transcript)."}},
         "required": ["text"],
     }
-    privacy = "Reads only the transcript (words, no audio); returns polarity figures and only the words found in the emotion lexicons (other words, names among them, are not returned)."
+    privacy = "Reads only the transcript (words, no audio); returns polarity figures, the similarity of the sentence's meaning to each emotion class (numbers only), and only the words found in the emotion lexicons (other words, names among them, are not returned)."
     path_arguments = ()
 
     def run(self, text: str) -> ToolResult:
