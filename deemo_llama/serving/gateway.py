@@ -307,7 +307,7 @@ class Gateway:
         self.trained = bool(self.config.projectors_trained)
         # the served checkpoint is the fine-tuned one: its fuser (if any) decides, as `deemo analyze` does
         self.mode, self.fuser = serving_mode(ckpt, settings.mode)
-        self.labels = checkpoint_labels(find_fuser(ckpt), self.mode)  # when neither the request nor the settings name them
+        self.labels = checkpoint_labels(self.fuser or find_fuser(ckpt), self.mode)  # read again only when not fused; when neither the request nor the settings name them
         self.deid_options = DeidOptions(face_mode=settings.face_mode, alpha=settings.mcadams_alpha, transcribe=False, audit=False, max_seconds=settings.max_media_seconds)
         self.deid = Deidentifier(self.deid_options)
         self.cache = ToolCache()
