@@ -723,6 +723,59 @@ HELDOUT_D_NEUTRAL = ("The bus depot is at the end of the line.", "The recipe boo
                      "The form needs a signature on the last page.")
 HELDOUT_D_SUBJECTS = ("en-us+klatt2", "en-gb-x-rp+Demonic", "en-gb-scotland+Mr serious", "en-us-nyc+klatt3", "en-029+klatt2", "en-gb-x-gbclan+Mr serious",
                       "en-gb-x-gbcwmd+klatt3", "en-us+Demonic")
+# Set e (written 2026-12-07, before any result on it, to confirm a decision on data nothing has seen):
+# 16 clips per class and kind like sets c and d, everyday wording (most carry the class without a stock
+# emotion word), no sentence equal to, or sharing four words in a row with, one of the corpus (either
+# wording) or of sets a-d. Every variant file that set c's rule allows is used by now (corpus or sets
+# a-d), so set e's speakers pair variant files of sets a-c (none of set d, the last one decided on)
+# with accents they were never paired with: no training clip has any of them, no earlier set has the pair
+HELDOUT_E_SENTENCES: dict[str, tuple[str, ...]] = {
+    "neutral": ("My sister is picking up the kids from school today.", "I'm moving the desk into the back bedroom on Saturday.", "The electrician is coming round on Thursday morning.",
+                "We usually walk the dog along the canal after dinner.", "I've booked the car in for its service next month.", "Our neighbour is painting his front fence this afternoon.",
+                "I get the train into town at twenty past eight.", "My grandmother grows tomatoes in her greenhouse.", "We're having lasagne for tea tonight.",
+                "My brother coaches the under-tens on Wednesday evenings.", "I need to post this letter before the last collection.", "The forecast says it will be cloudy tomorrow.",
+                "My dad is flying back from Lisbon on Sunday.", "The water bill comes out of our account every quarter.", "I'm going to repot the cactus on the windowsill.",
+                "Our class is doing fractions in maths this week."),
+    "angry": ("Turn that awful noise down, it's two in the morning!", "Some fool dented my car and didn't even leave a note!", "I've told you a hundred times to shut the stupid gate!",
+              "How dare you go through my phone, that's disgusting!", "Your dog has ruined my flower beds again!", "I'm furious, the council towed my van for no reason!",
+              "Stop interrupting me, I haven't finished!", "That's the third time the bank has charged me wrongly!", "Don't you dare blame the children for your mess!",
+              "I'm livid, the airline bumped me off my own flight!", "You swore you'd pay me back, you lying cheat!", "Get your filthy boots off my kitchen floor, you're ruining it!",
+              "That ref is a disgrace, it was never a foul!", "I'm so cross with you for lying to your teacher!", "Who keeps dumping rubbish in my front garden?",
+              "I'm sick of picking up your dirty socks every single night!"),
+    "happy": ("We're going to be grandparents, what wonderful news!", "The kids made me breakfast in bed, what a lovely morning!", "Our team won the cup final, best day ever!",
+              "The last mortgage payment went through, the house is ours, hooray!", "I'm on cloud nine, my test results are all clear!", "The whole holiday was sunshine and sea, just perfect!",
+              "Grandma loved the photo album we made for her!", "I got the promotion, let's celebrate tonight!", "I'm so pleased, my garden won first prize at the show!",
+              "The dog learned to fetch the paper, clever boy!", "We've found the perfect flat, right by the park!", "I'm delighted, my son scored the winning goal!",
+              "Thanks so much for the flowers, they're gorgeous!", "The neighbours threw us a welcome party, how kind!", "I'm thrilled, the bank approved our loan this morning!",
+              "Snow day! No school and hot chocolate for everyone, brilliant!"),
+    "sad": ("Dad's workshop is empty now and I can't bring myself to sell his tools.", "We lost the baby at twelve weeks.", "My old dog was too weak for the operation, so we said goodbye.",
+            "I waited at the station all evening and cried when she never came.", "Mum forgets my name most days now, it's so painful.", "Our family restaurant shut after twenty years, it's crushing.",
+            "I'm so sad that Grandma won't see me graduate.", "Nobody sat next to me at lunch again, I just ate alone.", "The house is silent without his laugh, and I can't bear it.",
+            "My husband died a year ago and I still set two plates.", "My mates have all moved away, and weekends are long and lonely.", "The club dropped me from the team after I lost us the final.",
+            "I'm heartbroken, after fifteen years she's filed for divorce.", "Her bed at the hospice was empty when I arrived.", "I retired after thirty years and no one even noticed.",
+            "The new flat doesn't allow pets, so our cat went to a stranger."),
+    "worried": ("The flight's been delayed and I'll miss my connection.", "My daughter's camping on the hills with a bad storm coming.", "The car's making a grinding noise, are the brakes failing?",
+                "I'm nervous about telling my boss I need surgery.", "He's been coughing for weeks, what if it's something serious?", "I'm fifty pounds short on the rent, what if we lose the flat?",
+                "Only six signed up for the charity run, it'll be a disaster.", "I'm anxious, the puppy swallowed something from the bin.", "Grandad fell again last night and he lives alone.",
+                "Water's dripping near the ceiling light, is that dangerous?", "I'm scared the school will expel him this time.", "My results are out tomorrow, what if I failed?",
+                "The buyer might pull out, then we'd lose the new house.", "I'm worried the wildfire will reach the village tonight.", "The dog's still lost in the woods and it's getting dark.",
+                "The scan showed a shadow, what if it's cancer?"),
+    "surprise": ("You ran a marathon with no training at all? Really?", "Wait, the cat had kittens in the laundry basket? Oh wow!", "No way, our neighbour used to be a pop star?",
+                 "The train arrived early for once? Well, that's a first!", "You've been married for how long? Wow!", "Goodness me, is that snow in July?",
+                 "The heating bill is only ten pounds? Are you sure?", "Oh my, you built this whole shed yourself? Brilliant!", "Hang on, Grandma has a tattoo? Seriously?",
+                 "The shop remembered my birthday? How sweet is that!", "What, the exam was moved to today? You're kidding!", "You won the raffle and kept quiet about it? Good grief!",
+                 "The baby said her first word already? That's wonderful!", "The dog opened the fridge on its own? You're joking!", "Good lord, that's my old school bike, where did you find it?",
+                 "Blimey, the whole street turned out to help?"),
+}
+# the voice kind's sentences: plain facts, VADER-neutral (compound 0.0)
+HELDOUT_E_NEUTRAL = ("The post box is on the far side of the road.", "The laundry room is in the basement.", "The ferry terminal has a small cafe.",
+                     "The boiler is in the cupboard under the stairs.", "The council offices close at four on Fridays.", "The hospital car park has three levels.",
+                     "The station clock is above the ticket office.", "The bath towels are kept in the hall cupboard.", "The playground is behind the village hall.",
+                     "The coach leaves from bay six.", "The pharmacy is between the bakery and the bank.", "The printed timetable hangs beside the platform.",
+                     "The gas meter sits under the kitchen sink.", "The classroom has twenty-four desks.", "The lift serves all six floors.",
+                     "The leisure centre has an indoor pool.")
+HELDOUT_E_SUBJECTS = ("en-gb-x-gbcwmd+Andy", "en-us-nyc+Annie", "en-029+Storm", "en-gb-scotland+Michael", "en-gb-x-rp+kaukovalta", "en-us+Tweaky",
+                      "en-gb-x-gbclan+steph2", "en-us-nyc+klatt4")
 HELDOUT_KINDS = ("wording", "voice")
 # name -> (emotional sentences per class, the voice kind's neutral sentences, subjects, default seed)
 HELDOUT_SETS: dict[str, tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...], int]] = {
@@ -730,11 +783,12 @@ HELDOUT_SETS: dict[str, tuple[dict[str, tuple[str, ...]], tuple[str, ...], tuple
     "b": (HELDOUT_B_SENTENCES, HELDOUT_B_NEUTRAL, HELDOUT_B_SUBJECTS, 2000),
     "c": (HELDOUT_C_SENTENCES, HELDOUT_C_NEUTRAL, HELDOUT_C_SUBJECTS, 3000),
     "d": (HELDOUT_D_SENTENCES, HELDOUT_D_NEUTRAL, HELDOUT_D_SUBJECTS, 4000),
+    "e": (HELDOUT_E_SENTENCES, HELDOUT_E_NEUTRAL, HELDOUT_E_SUBJECTS, 5000),
 }
 
 
 def heldout_per_class(which: str) -> int:
-    """Clips per class and kind in held-out set ``which`` (its sentences per class): a 8, b 8, c 16, d 16."""
+    """Clips per class and kind in held-out set ``which`` (its sentences per class): a 8, b 8, c 16, d 16, e 16."""
     if which not in HELDOUT_SETS:
         raise DeemoError(f"no held-out set {which!r}: the sets are {', '.join(HELDOUT_SETS)}")
     return min(len(v) for v in HELDOUT_SETS[which][0].values())
