@@ -262,6 +262,8 @@ def fuser_train(
     dm = fuser.info["default_mode"]
     typer.echo(f"default mode: {dm['mode']} ({dm['reason']}){'' if dm['mode'] == 'fused' else '; --mode fused still runs the fuser'}")
     typer.echo(f"wrote {path} ({len(fuser.features)} features of {', '.join(fuser.info['groups'])}; C {fuser.info['C']}, {fuser.info['rows']} rows)")
+    if (source := fuser.info.get("transcribe_from")) and out is None:
+        typer.echo(f"{checkpoint} transcribes clips from the {source} audio, as the fuser's rows were")
 
 
 # -- analyze ---------------------------------------------------------------------------------------

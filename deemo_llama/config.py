@@ -129,8 +129,9 @@ class DeemoConfig:
     audio: ModalityConfig | None = None
     # False until projectors were trained: the analyzer then runs text-only (zero-shot).
     projectors_trained: bool = False
-    # the audio the transcripts of its training rows were made from (evidence.TRANSCRIBE_FROM): the
-    # CLI and the server transcribe a clip the same way for this checkpoint
+    # the audio the transcripts of its training rows were made from (evidence.TRANSCRIBE_FROM; set by
+    # `deemo train`, then by `deemo fuser train` from the fuser's rows, on which the fused decision is
+    # fitted): the CLI and the server transcribe a clip the same way for this checkpoint
     transcribe_from: str = "anonymised"
     tool_call_start: str = "<tool_call>"
     tool_call_end: str = "</tool_call>"

@@ -191,7 +191,23 @@ def decide(scores: dict[str, float], evidence: Evidence | dict, fuser: "Fuser | 
     fused = fuser.predict(feats)
     label = best(fused)
     why = fuser.explain(feats, label)
+    # a cue that states its own label (the face's dominant expression) is never said to point to
+    # another: the fuser's weights may count a happy face's figures toward sad, but "the face pointed
+    # to sad" beside "their face is mostly happy" would contradict the Evidence
+    stated = _stated_labels(evidence, fuser.labels)
+    why["conflicts"] = {g: lab for g, lab in why["conflicts"].items() if stated.get(g, lab) == lab}
     return label, fused, {"llm_scores": scores, **why, "sentence": Fuser.sentence(label, why)}
+
+
+def _stated_labels(evidence: Evidence | dict, labels: Sequence[str]) -> dict[str, str | None]:
+    """Feature group -> the label that cue states itself, mapped into ``labels`` (None: one outside
+    them): the face's dominant expression when the face expert ran."""
+    from .data.labels import label_set_for
+
+    experts = (evidence.experts if isinstance(evidence, Evidence) else evidence.get("experts")) or {}
+    face = experts.get(FACE) or {}
+    dom = (face.get("estimates") or {}).get("dominant_expression") if face.get("status") == "ok" else None
+    return {"face": label_set_for(labels).normalise(dom)} if dom else {}
 
 
 def _join(names: Sequence[str]) -> str:

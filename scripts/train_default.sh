@@ -3,9 +3,11 @@
 # 2-core CPU): synthetic corpus -> instruction rows -> deemo train -> deemo fuser train -> the delta in
 # deemo_llama/defaults/trained (then `deemo models prepare` composes it; bench_default.py measures it).
 #   bash scripts/train_default.sh [WORK]        (default WORK: /tmp/deemo-default)
-# The shipped LLM (adapter, projectors) was trained on rows transcribed greedily, before Whisper decoded
-# with 5 beams (2026-12-07); the fuser on rows transcribed with 5 beams. A rerun transcribes everything
-# with 5 beams, so its LLM reads cleaner words than the shipped one did (figures: benchmarks/RESULTS.md).
+# The shipped LLM (adapter, projectors) was trained on rows transcribed greedily from the anonymised
+# audio, before Whisper decoded with 5 beams (2026-12-07); the fuser on rows transcribed with 5 beams
+# from the raw audio, inside the boundary, which the default then does too. A rerun transcribes the
+# LLM's rows with 5 beams, so its LLM reads cleaner words than the shipped one did (figures:
+# benchmarks/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-/tmp/deemo-default}
@@ -16,9 +18,11 @@ $D train "$W/ckpt" --config cpu-default --set "data.train=$W/built" --set "data.
 # the fuser is fitted on clips neither the LLM nor any choice saw, in wording the LLM never read: a
 # second corpus of everyday speech (seed 1: other speakers' clips, its own hand-written sentences),
 # 432 recognition rows, all of them the fuser's (its nested cross-validation is the estimate); the
-# held-out measure is the held-out spoken set (benchmarks/bench_default.py --heldout-set d)
+# held-out measure is the held-out spoken set (benchmarks/bench_default.py --heldout-set e). Its
+# transcripts are Whisper's on the raw audio (only the words leave the boundary); fuser train then sets
+# the checkpoint to transcribe clips that way too
 $D data synth "$W/everyday" --clips 432 --seed 1 --wording everyday --workers 2
-$D data build "$W/everyday/manifest.jsonl" "$W/everyday-built" --kinds recognition --experts fast --transcript whisper --split 0,0,1 --workers 2
+$D data build "$W/everyday/manifest.jsonl" "$W/everyday-built" --kinds recognition --experts fast --transcript whisper --transcribe-from raw --split 0,0,1 --workers 2
 $D fuser train --checkpoint "$W/ckpt" --data "$W/everyday-built" --split test --feature-cache "$W/features"
-$D models export-default "$W/ckpt" --data "$W/built" --data "$W/everyday-built" --made-by "scripts/train_default.sh: deemo data synth --clips 432 --seed 0, deemo data build (experts fast, Whisper transcripts, reasoning composed from the Evidence), deemo train --config cpu-default; the fuser: deemo data synth --clips 432 --seed 1 --wording everyday, deemo data build --split 0,0,1, deemo fuser train --split test"
-# then: .venv/bin/deemo models prepare && .venv/bin/python benchmarks/bench_default.py --heldout-set d --out results.json
+$D models export-default "$W/ckpt" --data "$W/built" --data "$W/everyday-built" --made-by "scripts/train_default.sh: deemo data synth --clips 432 --seed 0, deemo data build (experts fast, Whisper transcripts, reasoning composed from the Evidence), deemo train --config cpu-default; the fuser: deemo data synth --clips 432 --seed 1 --wording everyday, deemo data build --split 0,0,1 --transcribe-from raw, deemo fuser train --split test; clips are transcribed from the raw audio"
+# then: .venv/bin/deemo models prepare && .venv/bin/python benchmarks/bench_default.py --heldout-set e --out results.json

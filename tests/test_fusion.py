@@ -157,6 +157,28 @@ def test_decide_names_the_drivers_and_the_conflicts():
     assert decide({"calm": 0.6, "tense": 0.4}, ev, f)[2] is None
 
 
+def test_a_cue_that_states_its_label_is_not_said_to_point_elsewhere():
+    """The face states its own reading (its dominant expression): a fuser whose weights count the
+    face's figures toward sad does not say "the face pointed to sad" of a face the Evidence calls
+    happy; of a face it calls sad it does."""
+    from deemo_llama.fusion import Fuser, decide
+
+    labels = ["happy", "sad", "surprise"]
+    # the face's happy probability pushes sad up; the voice's pitch range pushes surprise up
+    f = Fuser(labels, ["face.mean_probabilities.happy", "voice.pitch_iqr_semitones"], [0.5, 3.0], [0.2, 1.0],
+              [[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], [0.0, 0.0, 0.0])
+
+    def ev(dominant):
+        return {"experts": {"analyze_facial_expression": {"status": "ok", "estimates": {"dominant_expression": dominant, "mean_probabilities": {"happy": 1.0}}},
+                            "analyze_voice": {"status": "ok", "estimates": {"pitch_iqr_semitones": 6.0}}}}
+
+    assert f.explain({"face.mean_probabilities.happy": 1.0, "voice.pitch_iqr_semitones": 6.0}, "surprise")["conflicts"] == {"face": "sad"}  # the weights alone
+    label, _, fusion = decide({lab: 1 / 3 for lab in labels}, ev("happy"), f)
+    assert label == "surprise" and fusion["conflicts"] == {} and "face" not in fusion["sentence"], fusion
+    label, _, fusion = decide({lab: 1 / 3 for lab in labels}, ev("sad"), f)
+    assert label == "surprise" and fusion["conflicts"] == {"face": "sad"} and fusion["sentence"].endswith("The face pointed to sad."), fusion
+
+
 def test_features_flatten_the_experts_envelopes():
     from deemo_llama.fusion import clip_features
 
@@ -390,6 +412,8 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
                      "messages": [{"role": "user", "content": [{"type": "text", "text": f"Clip {i}. How does the person feel?"}]}, {"role": "assistant", "content": [{"type": "text", "text": f"Emotion: {labels[k]}."}]}]})
     (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:30]))
     (tmp_path / "more" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[30:]))
+    (tmp_path / "build.json").write_text(json.dumps({"options": {"transcribe_from": "raw"}}))  # a build whose transcripts are of the raw audio
+    assert json.loads((ckpt / "config.json").read_text())["transcribe_from"] == "anonymised"
     cmd = [sys.executable, "-m", "deemo_llama.cli", "fuser", "train", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--data", str(tmp_path / "more" / "rows.jsonl")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -403,6 +427,9 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     info = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "models", "info", str(ckpt)], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "400"})
     assert info.returncode == 0 and "nested (unseen subjects)" in info.stdout and "default mode " in info.stdout and "exceeds one standard error" in info.stdout, info.stdout
     assert "voice.pitch_iqr_semitones" in fuser["features"] and fuser["labels"] == labels and "wrote" in r.stdout
+    # the checkpoint now transcribes clips as the fuser's rows were (the rows file outside a build folder says nothing)
+    assert json.loads((ckpt / "config.json").read_text())["transcribe_from"] == "raw" and fuser["info"]["transcribe_from"] == "raw"
+    assert f"{ckpt} transcribes clips from the raw audio, as the fuser's rows were" in r.stdout
     cached = (ckpt / "fuser_features.jsonl").read_text()
     assert len(cached.splitlines()) == 48
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
@@ -412,6 +439,11 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
     twice = subprocess.run([*cmd, "--data", str(tmp_path / "more" / "rows.jsonl")], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
     assert twice.returncode == 2 and f"row c030/recognition is also in {tmp_path / 'more'} (give each rows file once)" in twice.stderr, twice.stderr
+    (tmp_path / "more" / "build.json").write_text(json.dumps({"options": {"transcribe_from": "anonymised"}}))
+    before = (ckpt / "fuser.json").read_text()
+    mixed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
+    assert mixed.returncode == 2 and "the rows' transcripts were made from different audio" in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 1, mixed.stderr
+    assert (ckpt / "fuser.json").read_text() == before  # nothing written
 
 
 def test_nested_estimate_chooses_the_model_without_the_held_out_subjects(monkeypatch):

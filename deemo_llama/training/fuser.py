@@ -213,6 +213,7 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
     paths = [p for d in datas for p in rows_files(d, split)]
     path = paths[0] if len(paths) == 1 else ", ".join(map(str, datas))  # what the errors below name
     out = Path(out) if out else checkpoint
+    source = _transcribed_from(paths)
     t0 = time.perf_counter()
     records = collect(checkpoint, paths, out / FEATURES_FILE, progress, Path(feature_cache) if feature_cache else None)
     label_sets = {tuple(r["labels"]) for r in records}
@@ -241,8 +242,35 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
     fuser.info |= {"trained_on": [str(p) for p in paths], "split": split, "subjects": len(set(subjects)), "C_grid": {str(k): v for k, v in grid.items()},
                    "groups": sorted(kept), "dropped_groups": dropped, "default_mode": choose_default_mode(y, nested_pred, llm_alone),
                    "held_out": held_out, "held_out_method": "subject-grouped 5-fold cross-validation on the training rows (each subject's clips held out together). 'fused': the kept groups and C were chosen on the same folds, so it is optimistic; 'fused, nested': the whole choice (C, groups) redone inside each outer fold's training subjects, an honest estimate for subjects the fuser never saw. The held-out benchmark is benchmarks/bench_default.py",
-                   "checkpoint": checkpoint.name, "seconds": round(time.perf_counter() - t0, 1)}
-    return fuser, fuser.save(out)
+                   "checkpoint": checkpoint.name, "transcribe_from": source, "seconds": round(time.perf_counter() - t0, 1)}
+    saved = fuser.save(out)
+    if source and out == checkpoint:
+        _transcribe_as(checkpoint, source)
+    return fuser, saved
+
+
+def _transcribed_from(paths: Sequence[Path]) -> str | None:
+    """The audio the rows' transcripts were made from (their build folders' build.json; None when no
+    rows file lies in a build folder). Rows transcribed from different audio are refused: the fused
+    decision is fitted on one kind of transcript, and the checkpoint is run with it."""
+    from ..data.build import built_transcribe_from
+
+    found = {p: src for p in paths if (src := built_transcribe_from(p.parent))}
+    if len(set(found.values())) > 1:
+        raise DeemoError("--data: the rows' transcripts were made from different audio (" + ", ".join(f"{p.parent}: {s}" for p, s in found.items()) + "); fit a fuser on one kind")
+    return next(iter(found.values()), None)
+
+
+def _transcribe_as(checkpoint: Path, source: str) -> None:
+    """Make ``checkpoint`` transcribe clips from ``source`` audio, as its fuser's rows were (its config's
+    ``transcribe_from``; ``deemo analyze`` and the server read it), written atomically."""
+    from ..config import DeemoConfig
+    from ..fsio import atomic_write_json
+
+    cfg = DeemoConfig.load(checkpoint)
+    if cfg.transcribe_from != source:
+        cfg.transcribe_from = source
+        atomic_write_json(checkpoint / "config.json", cfg.to_dict())
 
 
 __all__ = ["FEATURES_FILE", "FUSER_FILE", "choose_default_mode", "collect", "held_out_scores", "train_fuser"]
