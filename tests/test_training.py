@@ -117,7 +117,8 @@ def test_several_builds_train_together_with_their_own_clips(tiny, tmp_path):
 
     from deemo_llama.errors import DeemoError
     from deemo_llama.training import load_recipe
-    from deemo_llama.training.llm import resolve_data, transcript_source
+    from deemo_llama.data.build import transcript_source
+    from deemo_llama.training.llm import resolve_data
     from deemo_llama.training.rows import concat_rows, tokenize_file
 
     _, proc = tiny

@@ -107,6 +107,16 @@ def built_transcribe_from(folder: str | Path) -> str | None:
     return json.loads(info.read_text()).get("options", {}).get("transcribe_from", BuildOptions.transcribe_from)
 
 
+def transcript_source(rows_files: Sequence[Path], option: str = "data.train") -> str | None:
+    """The audio the rows' transcripts were made from (their build folders' build.json), None when no
+    rows file lies in a build folder; rows transcribed from different audio are an error (``option``
+    names where they were given): a model is trained, and a fuser fitted, on one kind of transcript."""
+    found = {f: src for f in rows_files if (src := built_transcribe_from(Path(f).parent))}
+    if len(set(found.values())) > 1:
+        raise DeemoError(f"{option}: the rows' transcripts were made from different audio (" + ", ".join(f"{Path(f).parent}: {src}" for f, src in found.items()) + "); build them with the same --transcribe-from")
+    return next(iter(found.values()), None)
+
+
 def safe_name(clip_id: str) -> str:
     """A folder name for a clip id (ids may hold slashes); a hash suffix keeps them distinct."""
     clean = re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("._")[:80] or "clip"

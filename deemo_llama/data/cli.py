@@ -133,7 +133,7 @@ def synth(
     seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; a held-out set: its own, a 1000, b 2000, c 3000, d 4000, e 5000).")] = None,
     workers: Annotated[int, typer.Option(min=1)] = 1,
     heldout: Annotated[bool, typer.Option("--heldout", help="A held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
-    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a), c (192; shares nothing with a or b) d (192; shares nothing with a, b or c) or e (192; new sentences, new speakers: sets a-c's variant files on accents never paired with them).")] = None,
+    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a), c (192; shares nothing with a or b), d (192; shares nothing with a, b or c) or e (192; new sentences, new speakers: sets a-c's variant files on accents never paired with them).")] = None,
     wording: Annotated[str, typer.Option(help="The corpus's sentences: templates (template x slot-filler sentences; the LLM's training corpus) or everyday (a hand-written bank of everyday speech, 40 per class, shared with no held-out set: to measure how a checkpoint reads new wording, or to train on).")] = "templates",
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""

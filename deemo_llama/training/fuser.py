@@ -204,6 +204,8 @@ def choose_default_mode(y: Sequence[str], nested: Sequence[str], llm_alone: Sequ
 def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path], split: str = "validation", C: float | None = None, out: str | Path | None = None, progress: bool = True, feature_cache: str | Path | None = None) -> tuple[Fuser, Path]:
     """Fit and save the fuser for ``checkpoint`` on ``data``'s ``split`` (comma-separated splits: their
     rows together; ``data`` a build folder or rows file, or several: all their rows); returns (fuser, path)."""
+    from ..data.build import transcript_source
+
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise DeemoError(f"--checkpoint {checkpoint}: not a checkpoint folder (no config.json)")
@@ -213,7 +215,7 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
     paths = [p for d in datas for p in rows_files(d, split)]
     path = paths[0] if len(paths) == 1 else ", ".join(map(str, datas))  # what the errors below name
     out = Path(out) if out else checkpoint
-    source = _transcribed_from(paths)
+    source = transcript_source(paths, "--data")  # the checkpoint is then run with it (_transcribe_as)
     t0 = time.perf_counter()
     records = collect(checkpoint, paths, out / FEATURES_FILE, progress, Path(feature_cache) if feature_cache else None)
     label_sets = {tuple(r["labels"]) for r in records}
@@ -247,18 +249,6 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
     if source and out == checkpoint:
         _transcribe_as(checkpoint, source)
     return fuser, saved
-
-
-def _transcribed_from(paths: Sequence[Path]) -> str | None:
-    """The audio the rows' transcripts were made from (their build folders' build.json; None when no
-    rows file lies in a build folder). Rows transcribed from different audio are refused: the fused
-    decision is fitted on one kind of transcript, and the checkpoint is run with it."""
-    from ..data.build import built_transcribe_from
-
-    found = {p: src for p in paths if (src := built_transcribe_from(p.parent))}
-    if len(set(found.values())) > 1:
-        raise DeemoError("--data: the rows' transcripts were made from different audio (" + ", ".join(f"{p.parent}: {s}" for p, s in found.items()) + "); fit a fuser on one kind")
-    return next(iter(found.values()), None)
 
 
 def _transcribe_as(checkpoint: Path, source: str) -> None:

@@ -89,17 +89,6 @@ def resolve_data(recipe: Recipe) -> tuple[list[Path], Path | None]:
     return train_files, guess if Path(refs[0]).expanduser().is_dir() and guess.is_file() and guess.stat().st_size else None
 
 
-def transcript_source(train_files: list[Path]) -> str | None:
-    """The audio the training rows' transcripts were made from (their builds' build.json), None when
-    no file is in a build folder; rows transcribed from different audio are an error."""
-    from ..data.build import built_transcribe_from
-
-    found = {f: src for f in train_files if (src := built_transcribe_from(f.parent))}
-    if len(set(found.values())) > 1:
-        raise DeemoError("data.train: the rows' transcripts were made from different audio (" + ", ".join(f"{f.parent}: {src}" for f, src in found.items()) + "); build them with the same --transcribe-from")
-    return next(iter(found.values()), None)
-
-
 def resolve_device(recipe: Recipe) -> torch.device:
     """The device, and clear errors for CUDA-only options on a machine without CUDA."""
     cuda = torch.cuda.is_available()
@@ -319,6 +308,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> Path:
 
     from ..assets import base_checkpoint
     from ..build import load_checkpoint, save_checkpoint
+    from ..data.build import transcript_source
     from .recipe import dump_recipe
 
     out = Path(out)
