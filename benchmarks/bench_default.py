@@ -1,10 +1,10 @@
 """Proof of the fine-tuned default (issue 13), through `deemo eval`: held-out spoken clips, six systems.
 
-    .venv/bin/python benchmarks/bench_default.py [--work /tmp/bench-default] [--checkpoint CKPT] [--heldout-set a|b|c|d|e] [--out results.json]
+    .venv/bin/python benchmarks/bench_default.py [--work /tmp/bench-default] [--checkpoint CKPT] [--heldout-set a|b|c|d|e|f] [--out results.json]
 
 The held-out set is `deemo data synth --heldout-set a` (96 clips: 8 per MER class of each kind;
 sentences, voices and prosody values the training corpus never uses; set b shares nothing with set a
-either, for confirming a choice made by looking at a; sets c, d and e, 192 clips each, share no sentence with an earlier set),
+either, for confirming a choice made by looking at a; sets c-f, 192 clips each, share no sentence with an earlier set),
 built by `deemo data build` inside the
 privacy boundary (experts fast, Whisper transcripts made as the checkpoint's training rows were:
 of the anonymised audio, or of the raw audio inside the boundary), then asked by
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
     ap.add_argument("--checkpoint", default="default", help="the fine-tuned checkpoint (default: the shipped default)")
     ap.add_argument("--systems", default=",".join(k[1] for k in SYSTEMS), help="letters of the systems to run")
-    ap.add_argument("--heldout-set", default="a", choices=["a", "b", "c", "d", "e"], help="which held-out spoken set: a (the benchmark's), b (96 clips, used once to decide against a recipe), c (192 clips), d (192 clips, measured once for the default shipped 2026-12-07) or e (192 clips, written 2026-12-07 for the next decision)")
+    ap.add_argument("--heldout-set", default="a", choices=["a", "b", "c", "d", "e", "f"], help="which held-out spoken set: a (the benchmark's), b (96 clips, used once to decide against a recipe), c (192 clips), d (192 clips, measured once for the default shipped 2026-12-07) e (192 clips, measured once for the default shipped 2026-12-07) or f (192 clips, written 2026-12-07 for the next decision)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     source = transcribe_from(args.checkpoint)

@@ -289,11 +289,11 @@ def test_everyday_wording_is_its_own_bank_and_no_held_out_sentence():
     assert [(s["label"], s["kind"], s["subject"]) for s in specs] == [(s["label"], s["kind"], s["subject"]) for s in plan_corpus(432, 1)]
 
 
-@pytest.mark.parametrize("which", ["d", "e"])
+@pytest.mark.parametrize("which", ["d", "e", "f"])
 def test_heldout_set_shares_no_four_words_with_the_corpus_or_another_set(which):
-    """Sets d and e, each written before any result on it: no sentence is, or shares four words in a
+    """Sets d, e and f, each written before any result on it: no sentence is, or shares four words in a
     row with, a sentence of the corpus (either wording) or of another held-out set; its voice kind's
-    sentences are plain facts VADER reads as neutral, and set e's emotional ones read in their class's
+    sentences are plain facts VADER reads as neutral, and sets e and f's emotional ones read in their class's
     direction."""
     from deemo_llama.data.synth import HELDOUT_SETS, WORDINGS, _fits, sentence_pools, vader_compound
 
@@ -357,3 +357,6 @@ def test_every_voice_variant_is_an_espeak_ng_variant_file():
     # (never set d's) on accents they were never paired with, so no subject of an earlier set recurs
     assert held["e"] <= held["a"] | held["b"] | held["c"] and not held["e"] & held["d"] and len(set(HELDOUT_SETS["e"][2])) == 8
     assert not set(HELDOUT_SETS["e"][2]) & {s for name, (_, _, subjects, _) in HELDOUT_SETS.items() if name != "e" for s in subjects}
+    # set f: set d's variant files (which set e left out) on accents never paired with them
+    assert held["f"] == held["d"] and len(set(HELDOUT_SETS["f"][2])) == 8
+    assert not set(HELDOUT_SETS["f"][2]) & {s for name, (_, _, subjects, _) in HELDOUT_SETS.items() if name != "f" for s in subjects}

@@ -345,7 +345,7 @@ def test_analyze_states_the_cue_verdicts_of_the_evidence_not_the_models(tiny_che
 
 
 # -- the held-out spoken set --------------------------------------------------------------------------
-@pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16), ("d", 16), ("e", 16)])
+@pytest.mark.parametrize("which,size", [("a", 8), ("b", 8), ("c", 16), ("d", 16), ("e", 16), ("f", 16)])
 def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which, size):
     from deemo_llama.data.synth import LABELS, PROSODY, WORDINGS, heldout_per_class, plan_corpus, plan_heldout, sentence_pools, subjects
 
@@ -363,7 +363,7 @@ def test_heldout_set_shares_no_sentence_or_voice_with_the_training_corpus(which,
         pros = PROSODY[s["label"] if s["kind"] == "voice" else "neutral"]
         assert pros["pitch"][0] <= s["pitch"] <= pros["pitch"][1]
     # nor with an earlier set: a choice made by looking at one is confirmed on the next
-    for other in {"b": ["a"], "c": ["a", "b"], "d": ["a", "b", "c"], "e": ["a", "b", "c", "d"]}.get(which, []):
+    for other in {"b": ["a"], "c": ["a", "b"], "d": ["a", "b", "c"], "e": ["a", "b", "c", "d"], "f": ["a", "b", "c", "d", "e"]}.get(which, []):
         o = plan_heldout(8, which=other)
         assert not {s["transcript"] for s in held} & {s["transcript"] for s in o}
         assert not {s["subject"] for s in held} & {s["subject"] for s in o}
@@ -381,10 +381,10 @@ def test_heldout_set_names_are_checked(tmp_path):
     from deemo_llama.data.synth import plan_heldout
     from deemo_llama.errors import DeemoError
 
-    with pytest.raises(DeemoError, match="no held-out set 'f'"):
-        plan_heldout(8, which="f")
-    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "f"], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "--heldout-set f: the held-out sets are a, b, c, d, e" in r.stderr, r.stderr
+    with pytest.raises(DeemoError, match="no held-out set 'g'"):
+        plan_heldout(8, which="g")
+    r = subprocess.run([sys.executable, "-m", "deemo_llama.cli", "data", "synth", str(tmp_path / "out"), "--heldout-set", "g"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--heldout-set g: the held-out sets are a, b, c, d, e, f" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
 
 

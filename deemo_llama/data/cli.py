@@ -130,10 +130,10 @@ def formats() -> None:
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder for clips/ and manifest.jsonl.")],
     clips: Annotated[Optional[int], typer.Option(min=12, help="Number of clips (rounded to the 6 labels x 3 kinds grid; a held-out set: 12 to its size, 2 kinds; default: all of it).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; a held-out set: its own, a 1000, b 2000, c 3000, d 4000, e 5000).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Draws every clip's parameters (default 0; a held-out set: its own, a 1000, b 2000, c 3000, d 4000, e 5000, f 6000).")] = None,
     workers: Annotated[int, typer.Option(min=1)] = 1,
     heldout: Annotated[bool, typer.Option("--heldout", help="A held-out spoken set: sentences, voices and prosody values the training corpus never uses (wording and voice clips).")] = False,
-    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a), c (192; shares nothing with a or b), d (192; shares nothing with a, b or c) or e (192; new sentences, new speakers: sets a-c's variant files on accents never paired with them).")] = None,
+    heldout_set: Annotated[Optional[str], typer.Option("--heldout-set", help="Which held-out set (implies --heldout): a (the benchmark's, the default, 96 clips), b (96; shares nothing with a), c (192; shares nothing with a or b), d (192; shares nothing with a, b or c), e (192; new sentences, new speakers: sets a-c's variant files on accents never paired with them) or f (192; new sentences; set d's variant files on accents never paired with them).")] = None,
     wording: Annotated[str, typer.Option(help="The corpus's sentences: templates (template x slot-filler sentences; the LLM's training corpus) or everyday (a hand-written bank of everyday speech, 40 per class, shared with no held-out set: to measure how a checkpoint reads new wording, or to train on).")] = "templates",
 ) -> None:
     """A synthetic MER-labelled corpus: in each clip the wording, the voice or the video carries the label."""
