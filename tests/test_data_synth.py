@@ -360,3 +360,24 @@ def test_every_voice_variant_is_an_espeak_ng_variant_file():
     # set f: set d's variant files (which set e left out) on accents never paired with them
     assert held["f"] == held["d"] and len(set(HELDOUT_SETS["f"][2])) == 8
     assert not set(HELDOUT_SETS["f"][2]) & {s for name, (_, _, subjects, _) in HELDOUT_SETS.items() if name != "f" for s in subjects}
+
+
+def test_the_shipped_fuser_learned_from_no_voice_file_of_held_out_set_f():
+    """The card's scores are held-out set f's, which speaks in set d's variant files: the shipped fuser
+    must have learned from no clip in those files (so not from set d), nor from any set f speaker."""
+    import json
+
+    from deemo_llama.data.synth import HELDOUT_SETS, VARIANTS, VOICES
+    from deemo_llama.defaults import SHIPPED
+
+    info = json.loads((SHIPPED / "fuser.json").read_text())["info"]
+    ids = info["subject_ids"]
+    assert len(ids) == info["subjects"] > 100, info["subjects"]
+    f_files = {s.split("+", 1)[1] for s in HELDOUT_SETS["f"][2]}
+    assert not {s for s in ids if s.split("+", 1)[-1] in f_files}, "the shipped fuser learned from set f's voice files"
+    assert not set(ids) & (set(HELDOUT_SETS["d"][2]) | set(HELDOUT_SETS["f"][2]))
+    # and it did learn from what scripts/train_default.sh says: the corpus and held-out sets a, b, c, e
+    corpus = {f"{v}+{var}" for v in VOICES for var in VARIANTS}
+    for name in "abce":
+        assert set(HELDOUT_SETS[name][2]) <= set(ids), name
+    assert set(ids) - corpus == set().union(*(HELDOUT_SETS[name][2] for name in "abce"))

@@ -435,6 +435,7 @@ def test_fuser_train_command_learns_a_planted_cue_and_resumes(tiny_checkpoint, t
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})
     assert again.returncode == 0 and (ckpt / "fuser_features.jsonl").read_text() == cached and "fuser features" not in again.stderr
     assert fuser["info"]["trained_on"] == [str(tmp_path / "validation.jsonl"), str(tmp_path / "more" / "rows.jsonl")]
+    assert fuser["info"]["subject_ids"] == [f"s{i}" for i in range(6)] and fuser["info"]["subjects"] == 6  # whose clips it learned from (a held-out set must share none)
     bad = subprocess.run([*cmd[:-4], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no such file or folder" in bad.stderr and "Traceback" not in bad.stderr
     twice = subprocess.run([*cmd, "--data", str(tmp_path / "more" / "rows.jsonl")], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DEEMO_HOME": str(tmp_path / "home")})

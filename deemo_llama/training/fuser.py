@@ -241,7 +241,7 @@ def train_fuser(checkpoint: str | Path, data: str | Path | Sequence[str | Path],
         if group in kept:
             held_out[f"without {group}"] = held_out_scores(y, _cv_predictions(records, labels, C, lambda f, g=group: use(f) and not f.startswith(g + ".")), labels)
     fuser = fit([{k: v for k, v in r["features"].items() if use(k)} for r in records], y, labels, C)
-    fuser.info |= {"trained_on": [str(p) for p in paths], "split": split, "subjects": len(set(subjects)), "C_grid": {str(k): v for k, v in grid.items()},
+    fuser.info |= {"trained_on": [str(p) for p in paths], "split": split, "subjects": len(set(subjects)), "subject_ids": sorted(set(subjects)), "C_grid": {str(k): v for k, v in grid.items()},
                    "groups": sorted(kept), "dropped_groups": dropped, "default_mode": choose_default_mode(y, nested_pred, llm_alone),
                    "held_out": held_out, "held_out_method": "subject-grouped 5-fold cross-validation on the training rows (each subject's clips held out together). 'fused': the kept groups and C were chosen on the same folds, so it is optimistic; 'fused, nested': the whole choice (C, groups) redone inside each outer fold's training subjects, an honest estimate for subjects the fuser never saw. The held-out benchmark is benchmarks/bench_default.py",
                    "checkpoint": checkpoint.name, "transcribe_from": source, "seconds": round(time.perf_counter() - t0, 1)}
