@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-default"))
     ap.add_argument("--checkpoint", default="default", help="the fine-tuned checkpoint (default: the shipped default)")
     ap.add_argument("--systems", default=",".join(k[1] for k in SYSTEMS), help="letters of the systems to run")
-    ap.add_argument("--heldout-set", default="a", choices=["a", "b", "c", "d", "e", "f"], help="which held-out spoken set: a (the benchmark's), b (96 clips, used once to decide against a recipe), c (192 clips), d (192 clips, measured once for the default shipped 2026-12-07) e (192 clips, measured once for the default shipped 2026-12-07) or f (192 clips, written 2026-12-07 for the next decision)")
+    ap.add_argument("--heldout-set", default="a", choices=["a", "b", "c", "d", "e", "f"], help="which held-out spoken set: a (the benchmark's), b (96 clips, used once to decide against a recipe), c (192 clips), d (192 clips, measured once for a default of 2026-12-07), e (192 clips, measured once for a default of 2026-12-07) or f (192 clips, measured once for the shipped default, whose card's scores are set f's; its fuser learned from sets a, b, c and e)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     source = transcribe_from(args.checkpoint)
