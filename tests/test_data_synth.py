@@ -378,6 +378,4 @@ def test_the_shipped_fuser_learned_from_no_voice_file_of_held_out_set_f():
     assert not set(ids) & (set(HELDOUT_SETS["d"][2]) | set(HELDOUT_SETS["f"][2]))
     # and it did learn from what scripts/train_default.sh says: the corpus and held-out sets a, b, c, e
     corpus = {f"{v}+{var}" for v in VOICES for var in VARIANTS}
-    for name in "abce":
-        assert set(HELDOUT_SETS[name][2]) <= set(ids), name
     assert set(ids) - corpus == set().union(*(HELDOUT_SETS[name][2] for name in "abce"))
